@@ -1,0 +1,34 @@
+"""zoo: one registry, one API and one CLI over reference models from seven domains.
+
+    import zoo
+    model = zoo.create("unet3d", pretrained=True)
+    zoo.list_models("nerf*"), zoo.list_pretrained(), zoo.model_info("gcn.cora")
+
+Importing zoo is light: torch and the domain libraries load when a model is first built.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "create": "registry", "list_models": "registry", "list_pretrained": "registry",
+    "model_info": "registry", "register_model": "registry", "is_model": "registry",
+    "save_pretrained": "weights", "push_to_hub": "weights", "download": "weights",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        value = getattr(importlib.import_module(f"zoo.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -1,0 +1,256 @@
+"""The shared training loop: batches in a reproducible order, AMP, compile, accumulation,
+clipping, schedules, EMA, evaluation with early stopping, atomic checkpoints and exact resume,
+DDP under torchrun, a progress bar and metrics.jsonl (+ TensorBoard when installed).
+
+Exact resume: the order of samples in epoch e is a permutation drawn from a generator seeded
+with (seed, e), so a checkpoint only needs (epoch, batch index) plus the model, optimiser,
+scheduler, EMA and global RNG states (augmentation and dropout draw from the latter).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from .optim import EMA, build_optimizer, build_scheduler
+from .state import load_checkpoint, rng_state, save_checkpoint, set_rng_state, to_device
+
+
+@dataclass
+class Context:
+    """What a task sees of the run: recipe, device, run dir, trainer, rank."""
+
+    recipe: dict
+    task: Any
+    device: torch.device
+    run_dir: Path | None = None
+    rank: int = 0
+    world_size: int = 1
+    resume: bool = False
+    trainer: Trainer | None = None
+    augment: Any = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def autocast(self):
+        amp = self.recipe.get("train", {}).get("amp", "auto")
+        use = (amp == "auto" and self.device.type == "cuda") or amp is True
+        if not use:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+
+class MetricLogger:
+    """metrics.jsonl on rank 0, mirrored to TensorBoard when it is installed."""
+
+    def __init__(self, run_dir: Path | None, enabled: bool):
+        self.path = run_dir / "metrics.jsonl" if (run_dir and enabled) else None
+        self.tb = None
+        if self.path is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tb"))
+            except Exception:  # tensorboard is optional
+                self.tb = None
+
+    def log(self, record: dict) -> None:
+        if self.path is None:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            prefix = record.get("split", "train")
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                    self.tb.add_scalar(f"{prefix}/{k}", v, record.get("step", 0))
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+def sequential_batches(dataset, batch_size: int, device: torch.device):
+    """Yield batches of `dataset` in order (for evaluation), on `device`."""
+    n = len(dataset)
+    for start in range(0, n, batch_size):
+        idx = torch.arange(start, min(n, start + batch_size))
+        yield to_device(fetch(dataset, idx), device)
+
+
+def fetch(dataset, idx: torch.Tensor):
+    if hasattr(dataset, "get_batch"):
+        return dataset.get_batch(idx)
+    return torch.utils.data.default_collate([dataset[int(i)] for i in idx])
+
+
+class Trainer:
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.cfg = ctx.recipe["train"]
+        self.logger = MetricLogger(ctx.run_dir, ctx.is_main)
+        self.ckpt_dir = ctx.run_dir / "checkpoints" if ctx.run_dir else None
+        self.history: list[dict] = []
+
+    # ------------------------------------------------------------------ checkpoints (also for custom fits)
+    def save(self, name: str, payload: dict) -> None:
+        if self.ckpt_dir is not None and self.ctx.is_main:
+            save_checkpoint(self.ckpt_dir / f"{name}.pt", payload)
+
+    def restore(self, name: str = "last") -> dict | None:
+        if not self.ctx.resume or self.ckpt_dir is None or not (self.ckpt_dir / f"{name}.pt").is_file():
+            return None
+        return load_checkpoint(self.ckpt_dir / f"{name}.pt")
+
+    def log(self, record: dict) -> None:
+        self.history.append(record)
+        self.logger.log(record)
+
+    def progress(self, total: int, initial: int = 0, desc: str = "train"):
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, initial=initial, desc=desc, disable=not self.ctx.is_main, dynamic_ncols=True,
+                    mininterval=1.0)
+
+    # ------------------------------------------------------------------ the default loop
+    def fit(self, model: torch.nn.Module, data) -> dict:
+        ctx, cfg, task = self.ctx, self.cfg, self.ctx.task
+        device, world, rank = ctx.device, ctx.world_size, ctx.rank
+        model.to(device)
+        if cfg["channels_last"] is True or (cfg["channels_last"] == "auto" and device.type == "cuda"):
+            model.to(memory_format=torch.channels_last)
+        n = len(data.train)
+        batch = min(cfg["batch_size"], n)
+        if batch % world:
+            raise ValueError(f"train.batch_size={batch} must be divisible by the {world} processes")
+        steps_per_epoch = math.ceil(n / batch)
+        total = cfg["max_steps"] or math.ceil(cfg["epochs"] * steps_per_epoch)
+        accum = cfg["accumulate"]
+        opt = build_optimizer(model, ctx.recipe["optim"])
+        sched = build_scheduler(opt, ctx.recipe["schedule"], total // accum, max(1, steps_per_epoch // accum))
+        ema = EMA(model, cfg["ema"]) if cfg["ema"] else None
+        # built before any RNG state is restored, so a resumed run draws exactly what the original drew
+        ctx.augment = task.build_augment(ctx.recipe.get("augment", {}), data, device)
+        pos = {"step": 0, "epoch": 0, "batch": 0, "best": None, "bad_evals": 0, "elapsed": 0.0}
+        ckpt = self.restore("last")
+        if ckpt is not None:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            if ema is not None:
+                ema.load_state_dict(ckpt["ema"])
+            pos = ckpt["position"]
+            set_rng_state(ckpt["rng"])
+        train_model = model
+        if world > 1:
+            train_model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        if cfg["compile"]:
+            train_model = torch.compile(train_model)
+
+        def checkpoint(name="last"):
+            self.save(name, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                             "scheduler": sched.state_dict(), "ema": ema.state_dict() if ema else None,
+                             "position": dict(pos), "rng": rng_state()})
+
+        eval_every = max(1, int(round(cfg["eval_every"] * steps_per_epoch)))
+        ckpt_every = cfg["ckpt_every"] or steps_per_epoch
+        deadline = time.monotonic() + 60 * cfg["max_minutes"] if cfg["max_minutes"] else None
+        start = time.monotonic() - pos["elapsed"]
+        bar = self.progress(total, pos["step"])
+        seen, t_log, running = 0, time.perf_counter(), []
+        stop = False
+        model.train()
+        while pos["step"] < total and not stop:
+            order = epoch_order(n, ctx.recipe["train"]["seed"], pos["epoch"])
+            while pos["batch"] < steps_per_epoch and pos["step"] < total:
+                idx = order[pos["batch"] * batch:(pos["batch"] + 1) * batch][rank::world]
+                b = to_device(fetch(data.train, idx), device)
+                boundary = (pos["step"] + 1) % accum == 0 or pos["step"] + 1 == total
+                sync = contextlib.nullcontext() if (boundary or world == 1) else train_model.no_sync()
+                with sync, ctx.autocast():
+                    loss, logs = task.train_step(train_model, b, ctx)
+                    (loss / accum).backward()
+                if boundary:
+                    if cfg["grad_clip"]:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                    sched.step()
+                    if ema is not None:
+                        ema.update(model)
+                pos["step"] += 1
+                pos["batch"] += 1
+                seen += len(idx) * world
+                running.append(float(loss.detach()))
+                bar.update(1)
+                if pos["step"] % cfg["log_every"] == 0 or pos["step"] == total:
+                    rate = seen / max(1e-9, time.perf_counter() - t_log)
+                    rec = {"step": pos["step"], "epoch": pos["epoch"], "loss": self._mean(running),
+                           "lr": opt.param_groups[0]["lr"], "samples_per_s": rate,
+                           **{k: float(v) for k, v in logs.items()}}
+                    self.log(rec)
+                    bar.set_postfix(loss=f"{rec['loss']:.4f}", rate=f"{rate:.0f}/s")
+                    seen, t_log, running = 0, time.perf_counter(), []
+                if pos["step"] % eval_every == 0 and data.val is not None:
+                    stop = self._evaluate(ema.module if ema else model, data.val, pos, checkpoint)
+                    model.train()
+                pos["elapsed"] = time.monotonic() - start
+                if boundary and pos["step"] % ckpt_every == 0:
+                    checkpoint()
+                if stop or (deadline and time.monotonic() > deadline):
+                    stop = True
+                    break
+            if pos["batch"] >= steps_per_epoch:
+                pos["epoch"] += 1
+                pos["batch"] = 0
+        bar.close()
+        pos["elapsed"] = time.monotonic() - start
+        checkpoint()
+        if ema is not None:
+            model.load_state_dict(ema.state_dict())
+        if pos["best"] is not None and self.ckpt_dir is not None and (self.ckpt_dir / "best.pt").is_file():
+            model.load_state_dict(load_checkpoint(self.ckpt_dir / "best.pt")["model"])
+        return {"train_seconds": pos["elapsed"], "steps": pos["step"], "epochs": pos["epoch"] + pos["batch"] / steps_per_epoch}
+
+    def _mean(self, values: list[float]) -> float:
+        v = torch.tensor([sum(values), len(values)], dtype=torch.float64)
+        if self.ctx.world_size > 1:
+            dist.all_reduce(v)  # the logged loss is the mean over every rank's batches
+        return float(v[0] / max(1, v[1]))
+
+    def _evaluate(self, model, dataset, pos: dict, checkpoint) -> bool:
+        """Evaluate on rank 0, share the result, keep the best weights; True means stop early."""
+        ctx, task = self.ctx, self.ctx.task
+        metrics = [None]
+        if ctx.is_main:
+            model.eval()
+            with torch.no_grad(), ctx.autocast():
+                metrics[0] = {k: float(v) for k, v in task.evaluate(model, dataset, ctx).items()}
+        if ctx.world_size > 1:
+            dist.broadcast_object_list(metrics, src=0)
+        m = metrics[0]
+        self.log({"step": pos["step"], "epoch": pos["epoch"], "split": "val", **m})
+        key = task.main_metric
+        if key not in m:
+            return False
+        better = pos["best"] is None or (m[key] > pos["best"] if task.mode == "max" else m[key] < pos["best"])
+        if better:
+            pos["best"], pos["bad_evals"] = m[key], 0
+            self.save("best", {"model": model.state_dict(), "metrics": m, "step": pos["step"]})
+        else:
+            pos["bad_evals"] += 1
+        patience = self.cfg["early_stop"]
+        return bool(patience and pos["bad_evals"] >= patience)

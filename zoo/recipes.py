@@ -1,0 +1,233 @@
+"""Recipes: YAML files that say how a published weight is trained, validated up front.
+
+A recipe has the sections task, model, data, augment, optim, schedule, train, expect, weights.
+The engine owns the schema of optim/schedule/train/expect/weights; a task owns data/augment
+(its `DATA_SCHEMA` / `AUGMENT_SCHEMA`). Errors name the key path, the expected type and, for
+unknown keys, the closest known one. Overrides use `key.sub=value` (value parsed as YAML) and
+`~key.sub` to delete a key.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .utils import bundled_dir
+
+REQUIRED = object()
+ANY = object()
+
+
+class RecipeError(ValueError):
+    pass
+
+
+def F(types, default=REQUIRED, doc: str = ""):
+    """A schema field: allowed type(s) (or a nested schema dict), default (REQUIRED if none)."""
+    return (types, default, doc)
+
+
+NUM = (int, float)
+OPT_STR = (str, type(None))
+
+ENGINE_SCHEMA: dict[str, Any] = {
+    "task": F(str),
+    "description": F(str, ""),
+    "model": {
+        "name": F(str),
+        "pretrained": F((bool, str), False),
+        "args": F(dict, {}),
+    },
+    "optim": {
+        "name": F(str, "adamw", "adamw | adam | sgd"),
+        "lr": F(NUM, 1e-3),
+        "weight_decay": F(NUM, 0.0),
+        "momentum": F(NUM, 0.9),
+        "nesterov": F(bool, False),
+        "betas": F(list, [0.9, 0.999]),
+        "eps": F(NUM, 1e-8),
+    },
+    "schedule": {
+        "name": F(str, "constant", "constant | cosine | onecycle | step"),
+        "warmup_steps": F(int, 0),
+        "warmup_epochs": F(NUM, 0),
+        "min_lr_ratio": F(NUM, 0.0),
+        "step_size": F(NUM, 1, "step: decay every this many epochs"),
+        "gamma": F(NUM, 0.1),
+        "pct_start": F(NUM, 0.25),
+    },
+    "train": {
+        "epochs": F(NUM, 1),
+        "max_steps": F((int, type(None)), None),
+        "batch_size": F(int, 32),
+        "eval_batch_size": F((int, type(None)), None),
+        "grad_clip": F((int, float, type(None)), None),
+        "accumulate": F(int, 1),
+        "amp": F((bool, str), "auto", "auto (bf16 on GPU) | true | false"),
+        "compile": F(bool, False),
+        "channels_last": F((bool, str), "auto"),
+        "ema": F((float, type(None)), None, "EMA decay of the weights, e.g. 0.999"),
+        "early_stop": F((int, type(None)), None, "stop after this many evals without improvement"),
+        "seed": F(int, 0),
+        "deterministic": F(bool, False),
+        "device": F(str, "auto"),
+        "num_workers": F(int, 0),
+        "eval_every": F(NUM, 1, "epochs between evaluations"),
+        "ckpt_every": F((int, type(None)), None, "steps between checkpoints (default: each epoch)"),
+        "log_every": F(int, 50),
+        "max_minutes": F((int, float, type(None)), None),
+        "threads": F((int, type(None)), None),
+    },
+    "expect": {
+        "metric": F(str),
+        "value": F(NUM),
+        "tolerance": F(NUM, 0.0),
+        "mode": F(str, "max", "max: higher is better | min"),
+    },
+    "weights": {
+        "tag": F(str),
+        "license": F(str, "apache-2.0"),
+        "hub_repo": F(OPT_STR, None),
+        "datasets": F(list, []),
+        "summary": F(str, ""),
+    },
+}
+
+TASK_SECTIONS = ("data", "augment")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _type_name(types) -> str:
+    types = types if isinstance(types, tuple) else (types,)
+    return " or ".join("null" if t is type(None) else t.__name__ for t in types)
+
+
+def _check_type(value, types) -> bool:
+    if types is ANY:
+        return True
+    types = types if isinstance(types, tuple) else (types,)
+    if isinstance(value, bool) and bool not in types:
+        return False  # YAML's true is not an int here
+    if isinstance(value, int) and float in types:
+        return True
+    return isinstance(value, types)
+
+
+def validate_section(values: Any, schema: dict, path: str) -> dict:
+    """Fill defaults and check one mapping against `schema`; raises RecipeError naming the key path."""
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise RecipeError(f"{path or 'recipe'}: expected a mapping, got {type(values).__name__}")
+    out: dict[str, Any] = {}
+    for key in values:
+        if key not in schema:
+            close = difflib.get_close_matches(str(key), list(schema), n=1)
+            hint = f" (did you mean {(path + '.' if path else '') + close[0]!r}?)" if close else ""
+            raise RecipeError(f"unknown key {(path + '.' if path else '') + str(key)!r}{hint}; "
+                              f"known: {', '.join(schema)}")
+    for key, field in schema.items():
+        kpath = f"{path}.{key}" if path else key
+        if isinstance(field, dict):
+            out[key] = validate_section(values.get(key), field, kpath)
+            continue
+        types, default, _ = field
+        if key not in values:
+            if default is REQUIRED:
+                raise RecipeError(f"missing required key {kpath!r} ({_type_name(types)})")
+            out[key] = copy.deepcopy(default)
+            continue
+        value = values[key]
+        if not _check_type(value, types):
+            raise RecipeError(f"{kpath}: expected {_type_name(types)}, got {value!r} ({type(value).__name__})")
+        out[key] = value
+    return out
+
+
+def validate(recipe: dict, task_schemas: dict[str, dict] | None = None) -> dict:
+    """The fully resolved recipe: engine sections checked here, data/augment by the task's schemas."""
+    if not isinstance(recipe, dict):
+        raise RecipeError(f"a recipe is a mapping of sections, got {type(recipe).__name__}")
+    schema = dict(ENGINE_SCHEMA)
+    for section in TASK_SECTIONS:
+        schema[section] = (task_schemas or {}).get(section, F(dict, {}))
+    if "weights" not in recipe:
+        schema = {k: v for k, v in schema.items() if k != "weights"}
+    if "expect" not in recipe:
+        schema = {k: v for k, v in schema.items() if k != "expect"}
+    return validate_section(recipe, schema, "")
+
+
+# --------------------------------------------------------------------------- files and overrides
+
+
+def recipes_dir() -> Path:
+    return bundled_dir("recipes")
+
+
+def list_recipes() -> list[str]:
+    root = recipes_dir()
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.glob("*/*.yaml"))
+
+
+def find(name: str | Path) -> Path:
+    """A recipe by path, or by name 'family/name' (also 'family.name', with or without .yaml)."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    key = str(name).removesuffix(".yaml").replace(".", "/", 1) if "/" not in str(name) else str(name).removesuffix(".yaml")
+    cand = recipes_dir() / f"{key}.yaml"
+    if cand.is_file():
+        return cand
+    close = difflib.get_close_matches(key, list_recipes(), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; `zoo recipes` lists them"
+    raise RecipeError(f"no recipe {str(name)!r}{hint}")
+
+
+def load(name: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[dict, Path]:
+    """(raw recipe with overrides applied, its path). Validation happens once the task is known."""
+    path = find(name)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise RecipeError(f"{path}: not valid YAML: {e}") from e
+    return apply_overrides(raw, overrides), path
+
+
+def apply_overrides(recipe: dict, overrides) -> dict:
+    recipe = copy.deepcopy(recipe)
+    for item in overrides:
+        if item.startswith("~"):
+            keys = item[1:].split(".")
+            node = recipe
+            for k in keys[:-1]:
+                node = node.get(k, {}) if isinstance(node, dict) else {}
+            if not isinstance(node, dict) or keys[-1] not in node:
+                raise RecipeError(f"override {item!r}: no key {item[1:]!r} to delete")
+            del node[keys[-1]]
+            continue
+        if "=" not in item:
+            raise RecipeError(f"override {item!r}: expected key.path=value or ~key.path")
+        key, _, text = item.partition("=")
+        try:
+            value = yaml.safe_load(text) if text != "" else None
+        except yaml.YAMLError as e:
+            raise RecipeError(f"override {item!r}: cannot parse value {text!r}: {e}") from e
+        node = recipe
+        keys = key.strip().split(".")
+        for k in keys[:-1]:
+            if not isinstance(node.get(k), dict):
+                node[k] = {}
+            node = node[k]
+        node[keys[-1]] = value
+    return recipe
+
+
+def dump(recipe: dict) -> str:
+    return yaml.safe_dump(recipe, sort_keys=False)

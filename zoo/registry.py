@@ -1,0 +1,234 @@
+"""The model registry and `create`, the one way to build any zoo model.
+
+Names:
+  "unet3d"                  a registered architecture (a family name or a variant such as "nerf_vanilla")
+  "unet3d.mni152_tissue"    a tag: an architecture plus published weights (its card)
+  "hf-hub:org/repo[@rev]"   any Hub repo in zoo's folder format
+  "local-dir:PATH"          the same, on disk
+
+Model families register themselves when their module in zoo.models is imported; the registry
+imports them on first use (plus modules named in `ZOO_PLUGINS` and the `zoo.models` entry-point
+group), so `import zoo` stays light and adding a family touches nothing here.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import inspect
+import json
+import logging
+import os
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import weights as W
+
+log = logging.getLogger("zoo")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str
+    task: str
+    builder: Callable[..., Any]
+    default_tag: str | None = None
+    description: str = ""
+    input_spec: dict = field(default_factory=dict)
+
+
+_MODELS: dict[str, ModelSpec] = {}
+_discovered = False
+
+
+def register_model(name: str | None = None, *, task: str, default_tag: str | None = None,
+                   family: str | None = None, input_spec: dict | None = None):
+    """Decorator registering a builder function (or class) under `name` (default: its __name__).
+
+    `task` names the zoo.tasks module that trains and evaluates it; `default_tag` is the weight
+    `create(name, pretrained=True)` loads. Registering a name twice raises ValueError.
+    """
+
+    def deco(fn):
+        model_name = name or fn.__name__
+        if model_name in _MODELS:
+            raise ValueError(f"model {model_name!r} is already registered (by {_MODELS[model_name].builder.__module__})")
+        if "." in model_name or ":" in model_name:
+            raise ValueError(f"model name {model_name!r} may not contain '.' or ':' (they mark tags and sources)")
+        fam = family or fn.__module__.rsplit(".", 1)[-1]
+        doc = (inspect.getdoc(fn) or "").split("\n", 1)[0]
+        _MODELS[model_name] = ModelSpec(model_name, fam, task, fn, default_tag, doc, dict(input_spec or {}))
+        return fn
+
+    return deco
+
+
+def _discover() -> None:
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    from . import models
+
+    modules = [f"zoo.models.{m.name}" for m in pkgutil.iter_modules(models.__path__) if not m.name.startswith("_")]
+    modules += [m.strip() for m in os.environ.get("ZOO_PLUGINS", "").split(",") if m.strip()]
+    for mod in modules:
+        importlib.import_module(mod)
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="zoo.models"):
+        ep.load()
+
+
+def get_spec(name: str) -> ModelSpec:
+    _discover()
+    if name not in _MODELS:
+        import difflib
+
+        close = difflib.get_close_matches(name, _MODELS, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; see zoo.list_models() ({len(_MODELS)} models)"
+        raise KeyError(f"unknown model {name!r}{hint}")
+    return _MODELS[name]
+
+
+def is_model(name: str) -> bool:
+    _discover()
+    arch = name.split(".", 1)[0]
+    if arch not in _MODELS:
+        return False
+    return "." not in name or name in W.load_index()
+
+
+def list_models(filter: str = "", *, task: str | None = None, pretrained: bool = False) -> list[str]:
+    """Registered architectures (or, with pretrained=True, published tags) matching an fnmatch filter."""
+    _discover()
+    if pretrained:
+        names = list_pretrained()
+        if task:
+            names = [t for t in names if W.get_card(t).get("task") == task]
+    else:
+        names = sorted(n for n, s in _MODELS.items() if task is None or s.task == task)
+    return [n for n in names if not filter or fnmatch.fnmatch(n, filter)]
+
+
+def list_pretrained(filter: str = "") -> list[str]:
+    return sorted(t for t in W.load_index() if not filter or fnmatch.fnmatch(t, filter))
+
+
+def default_tag_of(name: str) -> str:
+    spec = get_spec(name)
+    if not spec.default_tag:
+        raise ValueError(f"{name!r} has no published default weights; see zoo.list_pretrained('{name}*')")
+    return spec.default_tag
+
+
+def model_info(name: str) -> dict:
+    """The card of a tag, or for an architecture its spec plus its default card (if any)."""
+    if "." in name:
+        return dict(W.get_card(name))
+    spec = get_spec(name)
+    info = {"arch": spec.name, "family": spec.family, "task": spec.task, "description": spec.description,
+            "default_tag": spec.default_tag, "input_spec": spec.input_spec,
+            "pretrained": list_pretrained(f"{spec.name}.*")}
+    if spec.default_tag and spec.default_tag in W.load_index():
+        info["default_card"] = W.get_card(spec.default_tag)
+    return info
+
+
+# --------------------------------------------------------------------------- create
+
+
+def _source_of(name: str, pretrained) -> tuple[str, dict | None, Path | None]:
+    """(arch, card, folder-or-None) for any accepted name / pretrained combination."""
+    folder = None
+    card = None
+    if name.startswith("hf-hub:") or name.startswith("local-dir:"):
+        kind, _, rest = name.partition(":")
+        if kind == "hf-hub":
+            repo, _, rev = rest.partition("@")
+            folder = W.resolve(repo_id=repo, revision=rev or None)
+        else:
+            folder = W.resolve(path=rest)
+        card, _ = W.read_folder(folder) if pretrained else (json.loads((folder / "config.json").read_text()), None)
+        return card["arch"], card, folder if pretrained else None
+    arch, _, short = name.partition(".")
+    tag = name if short else None
+    if isinstance(pretrained, (str, os.PathLike)) and pretrained is not True:
+        p = str(pretrained)
+        if os.sep in p or p.startswith(".") or Path(p).is_dir():
+            folder = W.resolve(path=p)
+            card = json.loads((folder / "config.json").read_text())
+            return card.get("arch", arch), card, folder
+        tag = p if "." in p else f"{arch}.{p}"
+    elif pretrained is True and tag is None:
+        tag = default_tag_of(arch)
+    if tag is not None:
+        card = W.get_card(tag)
+        arch = card["arch"]
+        if pretrained:
+            folder = W.resolve(tag)
+    return arch, card, folder
+
+
+def create(name: str, pretrained: bool | str | os.PathLike = False, *, num_classes: int | None = None,
+           in_chans: int | None = None, **kwargs) -> Any:
+    """Build a registered model, optionally with published weights, in eval mode.
+
+    Args:
+        name: architecture, tag, "hf-hub:org/repo[@rev]" or "local-dir:PATH".
+        pretrained: False | True (the tag in `name`, else the family default) | "tag" | a folder path.
+        num_classes / in_chans: when they differ from the weights, the head is re-initialised and the
+            first layer adapted (any conv dimension); a log line says what changed.
+        **kwargs: constructor arguments overriding the card's.
+    """
+    arch, card, folder = _source_of(name, pretrained)
+    spec = get_spec(arch)
+    args = dict((card or {}).get("model_args", {}))
+    args.update(kwargs)
+    card_classes, card_in = args.get("num_classes"), args.get("in_chans")
+    if num_classes is not None:
+        args["num_classes"] = num_classes
+    if in_chans is not None:
+        args["in_chans"] = in_chans
+    try:
+        inspect.signature(spec.builder).bind(**args)
+    except TypeError as e:
+        raise ValueError(f"{arch}: bad constructor arguments {sorted(args)}: {e}") from e
+    model = spec.builder(**args)
+    cfg: dict[str, Any] = {
+        "arch": arch, "family": spec.family, "task": spec.task, "model_args": args,
+        "input_spec": dict((card or {}).get("input_spec") or spec.input_spec),
+        "labels": (card or {}).get("labels"),
+    }
+    if folder is not None:
+        expected = None
+        if card is not None and card.get("tag") in W.load_index():
+            expected = W.get_card(card["tag"]).get("files", {}).get(W.WEIGHTS_FILE, {}).get("sha256")
+        loaded_cfg, state = W.read_folder(folder, expected)
+        state, changed = W.adapt_state_dict(model, state, in_chans=in_chans, num_classes=num_classes,
+                                            card_in=card_in, card_classes=card_classes)
+        heads = getattr(model, "classifier", None) if any("re-initialised" in c for c in changed) else None
+        heads = () if heads is None else (heads,) if isinstance(heads, str) else tuple(heads)
+        W.load_state(model, state, allowed_missing=heads)
+        for line in changed:
+            log.warning("zoo: %s: %s", loaded_cfg.get("tag", arch), line)
+        if heads:
+            cfg["labels"] = None
+        if in_chans is not None and in_chans != card_in and cfg["input_spec"].get("mean"):
+            spec_in = cfg["input_spec"]
+            spec_in["channels"] = in_chans
+            for key in ("mean", "std"):
+                vals = list(spec_in[key])
+                spec_in[key] = (vals * in_chans)[:in_chans] if in_chans > len(vals) else [sum(vals) / len(vals)] * in_chans
+        cfg.update({"tag": loaded_cfg.get("tag"), "source": str(folder),
+                    "sha256": loaded_cfg["files"][W.WEIGHTS_FILE]["sha256"],
+                    "revision_resolved": folder.name if "snapshots" in folder.parts else "local",
+                    "metrics": loaded_cfg.get("metrics", {}), "license": loaded_cfg.get("license")})
+    elif card is not None:
+        cfg["tag"] = None  # the card's architecture without its weights
+    model.pretrained_cfg = cfg
+    return model.eval()
