@@ -120,6 +120,8 @@ def _report(run_dir, result) -> int:
 def cmd_train(a) -> int:
     from .engine import train
 
+    if not a.recipe and not a.resume:
+        raise ValueError("give a RECIPE to train, or --resume RUN_DIR")
     return _report(*train(a.recipe, a.overrides, resume=a.resume, device=a.device, runs_root=a.runs))
 
 
@@ -221,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--runs", default="runs", help="where run directories go (default: runs/)")
 
     sp = add("train", cmd_train, "train from a recipe")
-    sp.add_argument("recipe", help="a path or a bundled name such as cnn/fashion_mnist")
+    sp.add_argument("recipe", nargs="?", help="a path or a bundled name such as cnn/fashion_mnist")
     sp.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run exactly")
     run_opts(sp)
     sp = add("finetune", cmd_finetune, "fine-tune a family's pretrained model on your data")

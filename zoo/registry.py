@@ -185,6 +185,20 @@ def create(name: str, pretrained: bool | str | os.PathLike = False, *, num_class
             first layer adapted (any conv dimension); a log line says what changed.
         **kwargs: constructor arguments overriding the card's.
     """
+    prefix, slash, inner = name.partition("/")
+    if slash and not name.startswith(("hf-hub:", "local-dir:")):
+        # "timm/resnet18": a registered wrapper ("timm") builds an outside model by name; its own
+        # library handles pretrained weights and the head, so zoo passes both through.
+        spec = get_spec(prefix)
+        model = spec.builder(model_name=inner, pretrained=bool(pretrained), num_classes=num_classes,
+                             in_chans=in_chans, **kwargs)
+        model.pretrained_cfg = {"arch": prefix, "family": spec.family, "task": spec.task,
+                                "model_args": {"model_name": inner, **kwargs,
+                                               **({"num_classes": num_classes} if num_classes else {}),
+                                               **({"in_chans": in_chans} if in_chans else {})},
+                                "input_spec": dict(getattr(model, "input_spec", spec.input_spec)),
+                                "labels": None, "tag": None, "source": f"{prefix}:{inner}"}
+        return model.eval()
     arch, card, folder = _source_of(name, pretrained)
     spec = get_spec(arch)
     args = dict((card or {}).get("model_args", {}))

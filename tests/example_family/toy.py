@@ -7,6 +7,8 @@ ZOO_PLUGINS=tests.example_family.toy, exactly as a third-party family would be.
 
 from __future__ import annotations
 
+import time
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,11 +24,11 @@ class ToyMLP(nn.Module):
     first_conv = "stem"  # state-dict prefixes that zoo.create adapts for in_chans / num_classes
     classifier = "head"
 
-    def __init__(self, in_chans: int = 2, num_classes: int = 3, hidden: int = 32):
+    def __init__(self, in_chans: int = 2, num_classes: int = 3, hidden: int = 32, dropout: float = 0.1):
         super().__init__()
         self.in_chans = in_chans
         self.stem = nn.Linear(in_chans, hidden)
-        self.body = nn.Sequential(nn.ReLU(), nn.Dropout(0.1), nn.Linear(hidden, hidden), nn.ReLU())
+        self.body = nn.Sequential(nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU())
         self.head = nn.Linear(hidden, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -39,9 +41,9 @@ class ToyMLP(nn.Module):
 
 @register_model("toy_mlp", task="tests.example_family.toy", family="toy", default_tag="toy_mlp.blobs",
                 input_spec={"features": 2})
-def toy_mlp(in_chans: int = 2, num_classes: int = 3, hidden: int = 32) -> ToyMLP:
+def toy_mlp(in_chans: int = 2, num_classes: int = 3, hidden: int = 32, dropout: float = 0.1) -> ToyMLP:
     """A two-hidden-layer MLP on feature vectors (the example family)."""
-    return ToyMLP(in_chans, num_classes, hidden)
+    return ToyMLP(in_chans, num_classes, hidden, dropout)
 
 
 def make_blobs(n: int, num_classes: int, dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,7 +58,8 @@ class ToyTask(Task):
     main_metric = "accuracy"
     mode = "max"
     DATA_SCHEMA = {"n_train": Field(int, 512), "n_val": Field(int, 256), "num_classes": Field(int, 3),
-                   "dim": Field(int, 2), "seed": Field(int, 0), "root": Field((str, type(None)), None)}
+                   "dim": Field(int, 2), "seed": Field(int, 0), "root": Field((str, type(None)), None),
+                   "step_sleep": Field(float, 0.0, "seconds each step sleeps (lets a test kill a run mid-epoch)")}
 
     def build_data(self, cfg, ctx) -> Data:
         k, d = cfg["num_classes"], cfg["dim"]
@@ -70,6 +73,8 @@ class ToyTask(Task):
         return {"num_classes": data.info["num_classes"], "in_chans": data.info["in_chans"]}
 
     def train_step(self, model, batch, ctx):
+        if ctx.recipe["data"]["step_sleep"]:
+            time.sleep(ctx.recipe["data"]["step_sleep"])
         x, y = batch
         loss = F.cross_entropy(model(x), y)
         return loss, {}

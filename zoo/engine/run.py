@@ -92,8 +92,13 @@ def train(recipe_name, overrides=(), *, resume: str | Path | None = None, run_di
     recipe, task = resolve_recipe(raw)
     if run_dir is None:
         run_dir = Path(runs_root) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    ctx = make_context(recipe, task, run_dir=Path(run_dir), device=device, resume=resume is not None)
+    if ctx.world_size > 1:  # every rank uses rank 0's run dir (timestamps may differ between processes)
+        shared = [str(run_dir)]
+        dist.broadcast_object_list(shared, src=0)
+        ctx.run_dir = run_dir = Path(shared[0])
+        ctx.trainer = Trainer(ctx)
     run_dir = Path(run_dir)
-    ctx = make_context(recipe, task, run_dir=run_dir, device=device, resume=resume is not None)
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "recipe.yaml").write_text(R.dump(recipe))

@@ -57,6 +57,9 @@ class Task:
     mode: str = "min"  # "max" when higher main_metric is better
     DATA_SCHEMA: dict | None = None  # schema of the recipe's data section (zoo.recipes.F fields)
     AUGMENT_SCHEMA: dict | None = None
+    # overrides that make any of this task's recipes run a few steps in seconds (the CI smoke test)
+    smoke_overrides: tuple[str, ...] = ("train.max_steps=4", "train.log_every=1")
+    smoke_loss_decreases: bool = True  # the smoke test checks the loss went down over those steps
 
     # ----------------------------------------------------------------- data and model
     def build_data(self, cfg: dict, ctx) -> Data:
