@@ -143,6 +143,10 @@ class HubServer:
         with self._lock:
             self._faults.append([kind, path_glob, times, method.upper() if method else None])
 
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
     def _take_fault(self, method: str, path: str, kinds: tuple[str, ...]) -> str | None:
         with self._lock:
             for fault in self._faults:

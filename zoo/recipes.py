@@ -119,6 +119,13 @@ def _check_type(value, types) -> bool:
     return isinstance(value, types)
 
 
+def _yaml11_float(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def validate_section(values: Any, schema: dict, path: str) -> dict:
     """Fill defaults and check one mapping against `schema`; raises RecipeError naming the key path."""
     if values is None:
@@ -144,6 +151,8 @@ def validate_section(values: Any, schema: dict, path: str) -> dict:
             out[key] = copy.deepcopy(default)
             continue
         value = values[key]
+        if isinstance(value, str) and float in (types if isinstance(types, tuple) else (types,)):
+            value = _yaml11_float(value)  # YAML 1.1 reads "3e-4" as a string; every ML user writes it
         if not _check_type(value, types):
             raise RecipeError(f"{kpath}: expected {_type_name(types)}, got {value!r} ({type(value).__name__})")
         out[key] = value
@@ -181,7 +190,9 @@ def find(name: str | Path) -> Path:
     p = Path(name)
     if p.is_file():
         return p
-    key = str(name).removesuffix(".yaml").replace(".", "/", 1) if "/" not in str(name) else str(name).removesuffix(".yaml")
+    key = str(name).removesuffix(".yaml")
+    if "/" not in key:
+        key = key.replace(".", "/", 1)
     cand = recipes_dir() / f"{key}.yaml"
     if cand.is_file():
         return cand

@@ -56,7 +56,8 @@ def register_model(name: str | None = None, *, task: str, default_tag: str | Non
     def deco(fn):
         model_name = name or fn.__name__
         if model_name in _MODELS:
-            raise ValueError(f"model {model_name!r} is already registered (by {_MODELS[model_name].builder.__module__})")
+            owner = _MODELS[model_name].builder.__module__
+            raise ValueError(f"model {model_name!r} is already registered (by {owner})")
         if "." in model_name or ":" in model_name:
             raise ValueError(f"model name {model_name!r} may not contain '.' or ':' (they mark tags and sources)")
         fam = family or fn.__module__.rsplit(".", 1)[-1]
@@ -174,6 +175,21 @@ def _source_of(name: str, pretrained) -> tuple[str, dict | None, Path | None]:
     return arch, card, folder
 
 
+def _with_defaults(spec: ModelSpec, args: dict) -> dict:
+    try:
+        bound = inspect.signature(spec.builder).bind(**args)
+    except TypeError as e:
+        raise ValueError(f"{spec.name}: bad constructor arguments {sorted(args)}: {e}") from e
+    bound.apply_defaults()
+    out = {}
+    for name, param in bound.signature.parameters.items():
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            out.update(bound.arguments.get(name, {}))
+        elif param.kind is not inspect.Parameter.VAR_POSITIONAL:
+            out[name] = bound.arguments[name]
+    return out
+
+
 def create(name: str, pretrained: bool | str | os.PathLike = False, *, num_classes: int | None = None,
            in_chans: int | None = None, **kwargs) -> Any:
     """Build a registered model, optionally with published weights, in eval mode.
@@ -203,15 +219,13 @@ def create(name: str, pretrained: bool | str | os.PathLike = False, *, num_class
     spec = get_spec(arch)
     args = dict((card or {}).get("model_args", {}))
     args.update(kwargs)
-    card_classes, card_in = args.get("num_classes"), args.get("in_chans")
+    full = _with_defaults(spec, args)
+    card_classes, card_in = full.get("num_classes"), full.get("in_chans")
     if num_classes is not None:
         args["num_classes"] = num_classes
     if in_chans is not None:
         args["in_chans"] = in_chans
-    try:
-        inspect.signature(spec.builder).bind(**args)
-    except TypeError as e:
-        raise ValueError(f"{arch}: bad constructor arguments {sorted(args)}: {e}") from e
+    args = _with_defaults(spec, args)  # the card records every constructor argument, defaults included
     model = spec.builder(**args)
     cfg: dict[str, Any] = {
         "arch": arch, "family": spec.family, "task": spec.task, "model_args": args,
@@ -237,7 +251,10 @@ def create(name: str, pretrained: bool | str | os.PathLike = False, *, num_class
             spec_in["channels"] = in_chans
             for key in ("mean", "std"):
                 vals = list(spec_in[key])
-                spec_in[key] = (vals * in_chans)[:in_chans] if in_chans > len(vals) else [sum(vals) / len(vals)] * in_chans
+                if in_chans > len(vals):
+                    spec_in[key] = (vals * in_chans)[:in_chans]
+                else:
+                    spec_in[key] = [sum(vals) / len(vals)] * in_chans
         cfg.update({"tag": loaded_cfg.get("tag"), "source": str(folder),
                     "sha256": loaded_cfg["files"][W.WEIGHTS_FILE]["sha256"],
                     "revision_resolved": folder.name if "snapshots" in folder.parts else "local",

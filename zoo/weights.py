@@ -121,7 +121,8 @@ def _check_safetensors(path: Path) -> None:
         head = f.read(9)
     size = path.stat().st_size
     if len(head) < 9 or head[8:9] != b"{" or int.from_bytes(head[:8], "little") + 8 > size:
-        kind = "a pickle" if head[:1] == b"\x80" else "a torch zip checkpoint" if head[:2] == b"PK" else "not safetensors"
+        kinds = {b"\x80": "a pickle", b"PK": "a torch zip checkpoint"}
+        kind = kinds.get(head[:1], kinds.get(head[:2], "not safetensors"))
         raise WeightsError(f"{path}: refused to load, the file is {kind}; zoo only loads safetensors weights")
 
 
@@ -204,21 +205,25 @@ def read_folder(folder: Path, expected_sha256: str | None = None) -> tuple[dict,
 
 
 def adapt_input_weight(weight, in_chans: int):
-    """Adapt a first-layer weight (out, in, *kernel) to `in_chans` input channels, as timm does in 2D.
+    """Adapt a first-layer weight (out, in, *kernel) to `in_chans` input channels.
 
-    One channel: the sum over input channels (a grey image equals R=G=B). More channels: the
-    pretrained filters repeated and scaled by in/new so activations keep their magnitude.
-    Works for Conv1d/2d/3d and Linear weights alike.
+    Like timm's 2D rule (sum for one channel, repeat-and-scale for more) but exact in general:
+    fewer channels sum the pretrained channels that fold onto them; more channels cycle through
+    the pretrained ones, each share scaled by how often its source is reused. Either way a
+    constant input gives the same response as before. Conv1d/2d/3d and Linear weights alike.
     """
     import torch
 
     old = weight.shape[1]
     if in_chans == old:
         return weight
-    if in_chans == 1:
-        return weight.sum(dim=1, keepdim=True)
-    reps = -(-in_chans // old)
-    return torch.cat([weight] * reps, dim=1)[:, :in_chans] * (old / in_chans)
+    mix = torch.zeros(in_chans, old, dtype=weight.dtype)
+    if in_chans < old:
+        mix[torch.arange(old) % in_chans, torch.arange(old)] = 1.0
+    else:
+        src = torch.arange(in_chans) % old
+        mix[torch.arange(in_chans), src] = 1.0 / torch.bincount(src, minlength=old)[src].to(weight.dtype)
+    return torch.einsum("oi...,ni->on...", weight, mix.to(weight.device))
 
 
 def adapt_state_dict(model, state: dict, *, in_chans: int | None, num_classes: int | None,
@@ -311,7 +316,8 @@ def save_pretrained(model, folder: str | os.PathLike, *, config: dict | None = N
     cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
     cfg.update(config or {})
     if "arch" not in cfg:
-        raise ValueError("save_pretrained needs the model's arch: create it with zoo.create or pass config={'arch': ...}")
+        raise ValueError("save_pretrained needs the model's arch: create it with zoo.create "
+                         "or pass config={'arch': ...}")
     cfg.setdefault("tag", cfg["arch"])
     cfg.setdefault("family", cfg["arch"].split("_")[0])
     for key in ("model_args", "input_spec", "metrics"):

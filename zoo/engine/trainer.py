@@ -223,7 +223,8 @@ class Trainer:
             model.load_state_dict(ema.state_dict())
         if pos["best"] is not None and self.ckpt_dir is not None and (self.ckpt_dir / "best.pt").is_file():
             model.load_state_dict(load_checkpoint(self.ckpt_dir / "best.pt")["model"])
-        return {"train_seconds": pos["elapsed"], "steps": pos["step"], "epochs": pos["epoch"] + pos["batch"] / steps_per_epoch}
+        epochs = pos["epoch"] + pos["batch"] / steps_per_epoch
+        return {"train_seconds": pos["elapsed"], "steps": pos["step"], "epochs": epochs}
 
     def _mean(self, values: list[float]) -> float:
         v = torch.tensor([sum(values), len(values)], dtype=torch.float64)

@@ -1,0 +1,66 @@
+"""The zoo command: tables, info, verify, recipes, errors without stack traces."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from zoo.cli import main
+
+TOY = "tests/example_family/recipes/toy.yaml"
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for cmd in ("list", "info", "download", "verify", "train", "eval", "finetune", "reproduce", "predict",
+                "export", "push", "tour", "recipes", "cat", "cp"):
+        assert cmd in out
+
+
+def test_list_and_info(capsys):
+    assert main(["list", "toy*"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["model", "family", "task", "default", "weights", "description"]
+    assert "toy_mlp" in out
+    assert main(["list", "--pretrained"]) == 0
+    assert main(["info", "toy_mlp"]) == 0
+    assert json.loads(capsys.readouterr().out.split("\n", 2)[-1] or "{}") is not None
+
+
+def test_verify_exit_code(capsys):
+    assert main(["verify"]) == 0
+
+
+def test_cat_and_cp(capsys, tmp_path):
+    assert main(["cat", TOY, "train.epochs=2"]) == 0
+    assert "epochs: 2" in capsys.readouterr().out
+    assert main(["cp", TOY, str(tmp_path)]) == 0
+    assert (tmp_path / "toy.yaml").is_file()
+
+
+def test_errors_are_one_line(capsys):
+    assert main(["info", "no_such_model"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zoo info: error: unknown model 'no_such_model'") and "Traceback" not in err
+    assert main(["train", TOY, "train.epohcs=1"]) == 2
+    assert "did you mean 'train.epochs'" in capsys.readouterr().err
+
+
+def test_train_eval_json_predict_flow(tmp_path, capsys):
+    assert main(["train", TOY, "train.epochs=1", "--runs", str(tmp_path)]) == 0
+    run_dir = next(tmp_path.iterdir())
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(metrics) == {"accuracy", "loss"}
+
+
+def test_python_dash_m_zoo():
+    out = subprocess.run([sys.executable, "-m", "zoo", "list"], capture_output=True, text=True)
+    assert out.returncode == 0 and "model" in out.stdout

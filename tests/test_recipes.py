@@ -1,0 +1,87 @@
+"""Recipe validation, overrides, and a smoke run of every bundled recipe."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from zoo import recipes as R
+from zoo.engine import train
+from zoo.engine.run import resolve_recipe
+from zoo.tasks import get_task
+
+TOY = "tests/example_family/recipes/toy.yaml"
+
+
+def _raw(*overrides):
+    raw, _ = R.load(TOY, overrides)
+    return raw
+
+
+def test_defaults_filled_and_types_kept():
+    recipe, _ = resolve_recipe(_raw("train.epochs=3", "optim.lr=1e-2", "data.n_train=64"))
+    assert recipe["train"]["epochs"] == 3 and recipe["optim"]["lr"] == 0.01
+    assert recipe["train"]["accumulate"] == 1 and recipe["schedule"]["name"] == "cosine"
+    assert recipe["data"]["n_train"] == 64 and recipe["data"]["n_val"] == 256
+
+
+@pytest.mark.parametrize("override, message", [
+    (["optim.lrr=0.1"], r"unknown key 'optim.lrr' \(did you mean 'optim.lr'\?\)"),
+    (["data.n_trian=3"], r"unknown key 'data.n_trian' \(did you mean 'data.n_train'\?\)"),
+    (["train.epochs=many"], r"train.epochs: expected int or float, got 'many'"),
+    (["train.deterministic=3"], r"train.deterministic: expected bool, got 3"),
+    (["~model.name"], r"missing required key 'model.name'"),
+    (["expect.value=[1]"], r"expect.value: expected int or float"),
+])
+def test_errors_name_the_key_path(override, message):
+    with pytest.raises(R.RecipeError, match=message):
+        resolve_recipe(_raw(*override))
+
+
+def test_override_syntax():
+    raw = R.apply_overrides({"a": {"b": 1}}, ["a.c=[1, 2]", "d.e=true", "~a.b", "f=null"])
+    assert raw == {"a": {"c": [1, 2]}, "d": {"e": True}, "f": None}
+    with pytest.raises(R.RecipeError, match="no key 'a.zz' to delete"):
+        R.apply_overrides(raw, ["~a.zz"])
+    with pytest.raises(R.RecipeError, match="expected key.path=value"):
+        R.apply_overrides(raw, ["oops"])
+
+
+def test_unknown_recipe_suggests():
+    with pytest.raises(R.RecipeError, match="no recipe"):
+        R.find("nope/nothing")
+
+
+def test_yaml_is_safe_loaded(tmp_path):
+    bad = tmp_path / "evil.yaml"
+    bad.write_text("task: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(R.RecipeError, match="not valid YAML"):
+        R.load(bad)
+
+
+BUNDLED = R.list_recipes()
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_recipe_header_and_schema(name):
+    path = R.find(name)
+    text = path.read_text()
+    assert text.startswith("#") and "zoo " in text.split("\n\n", 1)[0], f"{path}: header must give the command"
+    raw, _ = R.load(name)
+    resolve_recipe(raw)
+
+
+@pytest.mark.parametrize("name", BUNDLED + [TOY])
+def test_recipe_smoke(name, tmp_path):
+    """Every recipe runs a few steps: finite loss, lower at the end where that applies."""
+    raw, _ = R.load(name)
+    task = get_task(raw["task"])
+    run_dir, result = train(name, list(task.smoke_overrides), runs_root=tmp_path)
+    losses = [json.loads(line).get("loss") for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [v for v in losses if v is not None]
+    assert all(math.isfinite(v) for v in losses)
+    if task.smoke_loss_decreases and len(losses) >= 2:
+        assert min(losses[len(losses) // 2:]) < losses[0], f"loss did not go down: {losses}"
+    assert result["metrics"]
