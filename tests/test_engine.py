@@ -160,3 +160,15 @@ def test_device_auto_is_cpu_here():
 
 def test_env_is_clean():
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
+def test_amp_bf16_path_runs_on_cpu(tmp_path):
+    """The autocast path (bf16 on GPU) exercised on CPU, where bf16 autocast also exists."""
+    _, result = train(TOY, ["train.amp=true", "train.epochs=1"], runs_root=tmp_path)
+    assert result["metrics"]["accuracy"] > 0.3
+
+
+@pytest.mark.slow
+def test_torch_compile_path(tmp_path):
+    _, result = train(TOY, ["train.compile=true", "train.epochs=1"], runs_root=tmp_path)
+    assert result["metrics"]["accuracy"] > 0.3

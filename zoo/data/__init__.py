@@ -1,0 +1,1 @@
+"""Data readers per format and procedural generators (one file per family)."""
