@@ -99,4 +99,4 @@ def check_tensor(
         "any": True,
     }[dtype]
     if not ok:
-        raise ValueError(f"{owner} expects {name} with a {dtype} dtype, got {x.dtype} (shape {want})")
+        raise ValueError(f"{owner} expects {name} with a dtype of kind {dtype!r}, got {x.dtype} (shape {want})")

@@ -1,4 +1,4 @@
-"""Multi-head attention on PyTorch's fused `scaled_dot_product_attention`, and a pre-norm Transformer layer."""
+"""Multi-head attention on PyTorch's fused `scaled_dot_product_attention`; a pre-norm Transformer layer."""
 
 from __future__ import annotations
 
@@ -47,7 +47,9 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, dropout: float = 0.0, kv_dim: int | None = None) -> None:
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"MultiHeadAttention needs dim divisible by num_heads, got {dim} and {num_heads}")
+            raise ValueError(
+                f"MultiHeadAttention needs dim divisible by num_heads, got {dim} and {num_heads}"
+            )
         kv_dim = dim if kv_dim is None else kv_dim
         self.num_heads = num_heads
         self.dropout = dropout
@@ -72,7 +74,11 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"MultiHeadAttention expects query of shape (B, L, C), got {tuple(query.shape)}")
         key = query if key is None else key
         value = key if value is None else value
-        q, k, v = self._heads(self.q_proj(query)), self._heads(self.k_proj(key)), self._heads(self.v_proj(value))
+        q, k, v = (
+            self._heads(self.q_proj(query)),
+            self._heads(self.k_proj(key)),
+            self._heads(self.v_proj(value)),
+        )
         mask = None
         if attn_mask is not None:
             mask = _additive(attn_mask, q.dtype)
@@ -149,7 +155,9 @@ class TransformerLayer(nn.Module):
         x = x + self.drop(self.self_attn(qk, qk, h, attn_mask=attn_mask, key_padding_mask=key_padding_mask))
         if self.cross_attn is not None:
             if memory is None:
-                raise ValueError("TransformerLayer(cross_attention=True) expects memory of shape (B, L_m, C_m)")
+                raise ValueError(
+                    "TransformerLayer(cross_attention=True) expects memory of shape (B, L_m, C_m)"
+                )
             h = self.norm2(x)
             q = h if pos is None else h + pos
             k = memory if memory_pos is None else memory + memory_pos

@@ -48,7 +48,9 @@ class FourierFeatures(nn.Module):
 
     def forward(self, p: torch.Tensor) -> torch.Tensor:
         if p.shape[-1] != self.in_dim:
-            raise ValueError(f"FourierFeatures expects input of shape (*, {self.in_dim}), got {tuple(p.shape)}")
+            raise ValueError(
+                f"FourierFeatures expects input of shape (*, {self.in_dim}), got {tuple(p.shape)}"
+            )
         scaled = p.unsqueeze(-2) * self.frequencies.to(p.dtype).unsqueeze(-1)  # (*, L, d)
         features = torch.stack((scaled.sin(), scaled.cos()), dim=-2).flatten(-3)  # (*, L * 2 * d)
         return torch.cat((p, features), dim=-1) if self.include_input else features

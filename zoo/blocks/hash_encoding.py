@@ -75,8 +75,10 @@ class HashEncoding(nn.Module):
         if not 1 <= in_dim <= len(_PRIMES):
             raise ValueError(f"HashEncoding supports in_dim from 1 to {len(_PRIMES)}, got {in_dim}")
         if not 0 < base_resolution <= max_resolution:
-            raise ValueError(f"HashEncoding needs 0 < base_resolution <= max_resolution, got "
-                             f"{base_resolution} and {max_resolution}")
+            raise ValueError(
+                f"HashEncoding needs 0 < base_resolution <= max_resolution, got "
+                f"{base_resolution} and {max_resolution}"
+            )
         self.in_dim = in_dim
         self.num_levels = num_levels
         self.features_per_level = features_per_level
@@ -106,7 +108,9 @@ class HashEncoding(nn.Module):
         """(N, L, d) lower-corner coordinates -> (N, L, 2^d) row indices into the flattened table."""
         # Each axis' term for the lower and upper corner, reduced mod T first: the XOR's low bits only
         # depend on the terms' low bits, and small terms keep every later op cheap.
-        terms = ((corner.unsqueeze(-1) + self.corner_steps) * self.multipliers[..., None]) & (self.table_size - 1)
+        terms = ((corner.unsqueeze(-1) + self.corner_steps) * self.multipliers[..., None]) & (
+            self.table_size - 1
+        )
         terms[:, :, 0] |= self.level_offsets[:, None]  # bits above log2(T): selects the level's table
         index = terms[:, :, 0]
         for i in range(1, self.in_dim):  # after axis i there are 2^(i+1) corners, axis 0 outermost
