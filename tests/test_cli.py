@@ -29,8 +29,9 @@ def test_list_and_info(capsys):
     assert out.splitlines()[0].split() == ["model", "family", "task", "default", "weights", "description"]
     assert "toy_mlp" in out
     assert main(["list", "--pretrained"]) == 0
+    capsys.readouterr()
     assert main(["info", "toy_mlp"]) == 0
-    assert json.loads(capsys.readouterr().out.split("\n", 2)[-1] or "{}") is not None
+    assert json.loads(capsys.readouterr().out)["default_tag"] == "toy_mlp.blobs"
 
 
 def test_verify_exit_code(capsys):
@@ -64,3 +65,17 @@ def test_train_eval_json_predict_flow(tmp_path, capsys):
 def test_python_dash_m_zoo():
     out = subprocess.run([sys.executable, "-m", "zoo", "list"], capture_output=True, text=True)
     assert out.returncode == 0 and "model" in out.stdout
+
+
+def test_overrides_may_follow_options(tmp_path, capsys):
+    assert main(["train", TOY, "--runs", str(tmp_path), "train.epochs=1", "~train.log_every"]) == 0
+    run_dir = next(tmp_path.iterdir())
+    assert run_dir.name.startswith("toy-")
+    card = json.loads((run_dir / "model" / "config.json").read_text())
+    assert card["tag"] == "toy_mlp.blobs"  # the recipe's weights section names the tag
+    with pytest.raises(SystemExit):
+        main(["train", TOY, "--no-such-option"])
+    capsys.readouterr()
+    # A run dir is verified against its own config.json, whatever tag it carries.
+    assert main(["eval", str(run_dir), "--json", "train.log_every=5"]) == 0
+    assert "accuracy" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -139,11 +139,15 @@ def cmd_finetune(a) -> int:
 def cmd_eval(a) -> int:
     from .engine import evaluate
 
-    metrics = evaluate(a.name, data=a.data, overrides=a.overrides, device=a.device)
+    overrides = list(a.overrides) + ([f"data.eval_episodes={a.episodes}"] if a.episodes else [])
+    metrics = evaluate(a.name, data=a.data, overrides=overrides, device=a.device)
     if a.json:
         print(json.dumps(metrics))
-    else:
-        print(_table([[k, f"{v:.4f}"] for k, v in metrics.items()], ["metric", "value"]))
+        return 0
+    print(_table([[k, f"{v:.4f}"] for k, v in metrics.items()], ["metric", "value"]))
+    for key in metrics:  # return_mean + return_std -> "return: 500.00 ± 0.00"
+        if key.endswith("_mean") and f"{key[:-5]}_std" in metrics:
+            print(f"{key[:-5]}: {metrics[key]:.2f} ± {metrics[key[:-5] + '_std']:.2f}")
     return 0
 
 
@@ -235,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("name")
     sp.add_argument("--data", help="evaluate on this data instead")
     sp.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    sp.add_argument("--episodes", type=int, help="evaluation episodes (reinforcement learning families)")
     sp.add_argument("overrides", nargs="*")
     sp.add_argument("--device")
     sp = add("reproduce", cmd_reproduce, "re-run a card's recipe; exit 1 when the metric is outside tolerance")
@@ -259,7 +264,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # Overrides may follow options (`zoo train R --device cpu train.epochs=3`); argparse only takes
+    # positionals before the first option, so the rest are collected here.
+    stray = [e for e in extra if e.startswith("-") and not e.startswith("~")]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = list(args.overrides or []) + extra
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         return args.fn(args) or 0

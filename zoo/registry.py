@@ -233,8 +233,9 @@ def create(name: str, pretrained: bool | str | os.PathLike = False, *, num_class
         "labels": (card or {}).get("labels"),
     }
     if folder is not None:
-        expected = None
-        if card is not None and card.get("tag") in W.load_index():
+        expected = None  # a folder named by path or hub repo is checked against its own config.json
+        by_tag = not name.startswith(("hf-hub:", "local-dir:")) and not isinstance(pretrained, (str, os.PathLike))
+        if by_tag and card is not None and card.get("tag") in W.load_index():
             expected = W.get_card(card["tag"]).get("files", {}).get(W.WEIGHTS_FILE, {}).get("sha256")
         loaded_cfg, state = W.read_folder(folder, expected)
         state, changed = W.adapt_state_dict(model, state, in_chans=in_chans, num_classes=num_classes,

@@ -27,6 +27,26 @@ def data_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "zoo" / "data"
 
 
+def cache_dir(name: str) -> Path:
+    """A writable folder for generated or processed data: `ZOO_CACHE`, else `$XDG_CACHE_HOME/zoo`
+    (`~/.cache/zoo`), else the system temp dir; `name` is the sub-folder. Never the data root,
+    which is read-only input.
+    """
+    env = os.environ.get("ZOO_CACHE")
+    bases = [Path(env).expanduser()] if env else []
+    bases += [Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "zoo",
+              Path(tempfile.gettempdir()) / "zoo_cache"]
+    for base in bases:
+        folder = base / name
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(folder, os.W_OK):
+            return folder
+    raise OSError(f"no writable cache folder for {name!r} (tried {', '.join(str(b) for b in bases)}); set ZOO_CACHE")
+
+
 def bundled_dir(name: str) -> Path:
     """`recipes` or `weights` shipped with zoo: the source tree's top level, else the wheel's copy."""
     source = REPO_ROOT / name

@@ -88,7 +88,8 @@ def train(recipe_name, overrides=(), *, resume: str | Path | None = None, run_di
         name = json.loads((run_dir / "run.json").read_text())["recipe"]
     else:
         raw, path = R.load(recipe_name, overrides)
-        name = path.stem if path.parent.parent != R.recipes_dir() else f"{path.parent.name}-{path.stem}"
+        bundled = path.resolve().parent.parent == R.recipes_dir().resolve()
+        name = f"{path.parent.name}-{path.stem}" if bundled else path.stem  # runs/cnn-fashion_mnist-<time>
     recipe, task = resolve_recipe(raw)
     if run_dir is None:
         run_dir = Path(runs_root) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -125,6 +126,8 @@ def train(recipe_name, overrides=(), *, resume: str | Path | None = None, run_di
         if "weights" in recipe:
             card.update(tag=recipe["weights"]["tag"], license=recipe["weights"]["license"],
                         datasets=recipe["weights"]["datasets"])
+        else:  # a fine-tuned model is not the published tag it started from
+            card.update(tag=f"{recipe['model']['name']}.{run_dir.name}")
         W.save_pretrained(model, run_dir / "model", config=card, recipe=recipe)
         write_json(run_dir / "result.json", result)
     if ctx.world_size > 1:
@@ -163,8 +166,10 @@ def load_for_eval(name_or_run: str):
 
 def evaluate(name_or_run: str, *, data: str | None = None, overrides=(), device: str | None = None) -> dict:
     model, raw = load_for_eval(name_or_run)
-    raw = R.apply_overrides(raw, list(overrides) + ([f"data.root={data}"] if data else []))
+    raw = R.apply_overrides(raw, list(overrides))
     recipe, task = resolve_recipe(raw)
+    if data:  # the task says how its recipe points at a user's data (the same hook `zoo finetune --data` uses)
+        recipe, task = resolve_recipe(R.apply_overrides(raw, task.finetune_overrides(data)))
     ctx = make_context(recipe, task, run_dir=None, device=device, resume=False)
     ds = task.build_data(recipe["data"], ctx)
     model.to(ctx.device).eval()

@@ -100,5 +100,5 @@ class Task:
         return None
 
     def finetune_overrides(self, data_path: str) -> list[str]:
-        """Recipe overrides that point the family's fine-tune recipe at a user's data."""
+        """Data-only overrides pointing a recipe at a user's data (`zoo finetune --data`, `zoo eval --data`)."""
         return [f"data.root={data_path}"]
