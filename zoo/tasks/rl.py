@@ -1,0 +1,635 @@
+"""The "rl" task: DQN (Mnih et al. 2015) with Double DQN, n-step returns and a dueling option.
+
+    zoo train recipes/dqn/cartpole.yaml
+    zoo eval dqn.cartpole data.eval_episodes=100          # return_mean, return_std, ...
+    zoo predict dqn.cartpole --out out/                    # episode GIF + training return curve
+
+`fit` replaces the engine's batch loop with environment interaction, and still uses the engine's
+checkpoints, metrics.jsonl, progress bar and seeding. One iteration: every env of a gymnasium
+vector env takes an epsilon-greedy action, the transitions go to a replay buffer preallocated as
+tensors, and every `train_every` env steps `gradient_steps` minibatches are drawn for a Huber (or
+MSE) TD loss against a target network (hard copies every `target_update` updates, or Polyak
+averaging with `tau` < 1).
+
+Terminated vs truncated: an episode that *terminated* (the MDP ended) has no value after its last
+step, so its TD target is r alone; one that was *truncated* (a time limit) still bootstraps from
+its final observation, which same-step autoreset hands over in info["final_obs"].
+
+Recipe: the engine sections hold what they already mean here (optim.lr, schedule, train.batch_size,
+train.grad_clip, train.seed, train.threads, train.max_minutes, train.log_every and train.ckpt_every
+in env steps). The environment and evaluation protocol are in `data`, the algorithm's
+hyper-parameters in `data.algo` (the recipe schema has no task-owned "algo" section).
+
+Resume (`zoo train --resume RUN`): the checkpoint holds the online and target networks, optimiser,
+scheduler, counters, the replay buffer (unless `data.algo.save_buffer: false`), the exploration
+generator, the global RNGs, the episode statistics and the current observations. When the vector
+env survives a pickle round trip (classic control, MinAtar: checked at start-up), a snapshot of it
+(simulator state and env RNGs) is stored too, and a resumed run is bit-identical to an unbroken
+one. Otherwise (Box2D, ALE, async envs) the resumed run starts fresh episodes from a seed derived
+from the step count: everything else is restored, the interrupted episodes are lost. The snapshot
+is a pickle, so only resume run directories you trust (your own).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import pickle
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from zoo.data.envs import EnvSource, env_source, is_atari
+from zoo.engine.optim import build_optimizer, build_scheduler
+from zoo.engine.state import rng_state, set_rng_state
+from zoo.recipes import NUM
+from zoo.recipes import F as Field
+from zoo.tasks.base import Data, Task
+
+ALGO_SCHEMA = {
+    "total_steps": Field(int, 50_000, "environment steps, summed over the vectorised envs"),
+    "buffer_size": Field(int, 100_000, "replay capacity in transitions"),
+    "learning_starts": Field(int, 1_000, "env steps of exploration before the first update"),
+    "train_every": Field(int, 1, "env steps between rounds of updates"),
+    "gradient_steps": Field(int, 1, "updates per round"),
+    "gamma": Field(NUM, 0.99),
+    "n_step": Field(int, 1, "n-step returns (1: plain one-step TD)"),
+    "double": Field(bool, True, "Double DQN: the online net picks the next action, the target net values it"),
+    "target_update": Field(int, 1_000, "updates between hard target copies (when tau == 1)"),
+    "tau": Field(NUM, 1.0, "Polyak factor applied every update when < 1"),
+    "loss": Field(str, "huber", "huber | mse"),
+    "eps_start": Field(NUM, 1.0),
+    "eps_end": Field(NUM, 0.05),
+    "eps_fraction": Field(NUM, 0.1, "fraction of total_steps over which epsilon decays linearly"),
+    "reward_clip": Field(bool, False, "learn from sign(reward) (Atari); logged returns stay raw"),
+    "eval_every": Field(int, 0, "env steps between evaluations during training (0: none)"),
+    "eval_episodes": Field(int, 10, "episodes of each evaluation during training"),
+    "keep_best": Field(bool, True, "end with the weights of the best evaluation during training"),
+    "stop_return": Field((int, float, type(None)), None, "stop once an evaluation during training reaches it"),
+    "save_buffer": Field(bool, True, "store the replay buffer in checkpoints (exact resume)"),
+}
+
+LOSSES = ("huber", "mse")
+
+
+class ReplayBuffer:
+    """Transitions of E parallel envs in a time-major ring of preallocated tensors, slot (t, e).
+
+    Keeping each env's steps in time order lets n-step returns be gathered at sampling time (a
+    window t..t+n-1 of one env, cut at the first episode end) instead of being assembled per step
+    in Python. Windows that would run past the newest step are never drawn.
+
+    Args:
+        capacity: transitions in all (rounded down to a multiple of `num_envs`).
+        num_envs: E.
+        obs_shape / obs_dtype: one observation (uint8 frames stay uint8: 4x less memory than float).
+    """
+
+    def __init__(self, capacity: int, num_envs: int, obs_shape: tuple[int, ...], obs_dtype: torch.dtype):
+        self.slots = max(2, capacity // num_envs)
+        shape = (self.slots, num_envs)
+        self.obs = torch.zeros(*shape, *obs_shape, dtype=obs_dtype)
+        self.next_obs = torch.zeros(*shape, *obs_shape, dtype=obs_dtype)
+        self.actions = torch.zeros(shape, dtype=torch.long)
+        self.rewards = torch.zeros(shape)
+        self.terminated = torch.zeros(shape, dtype=torch.bool)
+        self.done = torch.zeros(shape, dtype=torch.bool)  # terminated or truncated: ends an n-step window
+        self.pos, self.full = 0, False
+
+    def __len__(self) -> int:
+        return (self.slots if self.full else self.pos) * self.obs.shape[1]
+
+    def add(self, obs, actions, rewards, next_obs, terminated, done) -> None:
+        t = self.pos
+        self.obs[t] = torch.from_numpy(obs)
+        self.next_obs[t] = torch.from_numpy(next_obs)
+        self.actions[t] = torch.from_numpy(actions)
+        self.rewards[t] = torch.from_numpy(rewards)
+        self.terminated[t] = torch.from_numpy(terminated)
+        self.done[t] = torch.from_numpy(done)
+        self.pos = (t + 1) % self.slots
+        self.full = self.full or self.pos == 0
+
+    def can_sample(self, n_step: int) -> bool:
+        return self.full or self.pos >= n_step
+
+    def sample(self, batch: int, n_step: int, gamma: float, generator: torch.Generator):
+        """(obs, actions, n-step returns, bootstrap obs, bootstrap discount) of `batch` transitions.
+
+        The discount is gamma^k for a window of k rewards, and 0 when the window ends in a
+        termination (no value after the end of an MDP episode).
+        """
+        filled = self.slots if self.full else self.pos
+        n_start = filled - (n_step - 1)
+        if n_start < 1:
+            raise RuntimeError(f"replay buffer: {filled} steps stored, {n_step}-step returns need more")
+        first = self.pos if self.full else 0  # the oldest slot
+        t = (first + torch.randint(n_start, (batch,), generator=generator)) % self.slots
+        e = torch.randint(self.obs.shape[1], (batch,), generator=generator)
+        returns = torch.zeros(batch)
+        alive = torch.ones(batch, dtype=torch.bool)
+        last, count = t.clone(), torch.zeros(batch)
+        for k in range(n_step):
+            tk = (t + k) % self.slots
+            returns += alive * (gamma ** k) * self.rewards[tk, e]
+            last = torch.where(alive, tk, last)
+            count += alive
+            alive &= ~self.done[tk, e]
+        discount = gamma ** count * (~self.terminated[last, e])
+        return self.obs[t, e], self.actions[t, e], returns, self.next_obs[last, e], discount
+
+    def state_dict(self) -> dict:
+        filled = self.slots if self.full else self.pos
+        fields = ("obs", "next_obs", "actions", "rewards", "terminated", "done")
+        return {"pos": self.pos, "full": self.full, **{f: getattr(self, f)[:filled].clone() for f in fields}}
+
+    def load_state_dict(self, state: dict) -> None:
+        n = len(state["obs"])
+        if n > self.slots or state["obs"].shape[1:] != self.obs.shape[1:]:
+            raise ValueError(f"replay buffer in the checkpoint {tuple(state['obs'].shape)} does not fit this "
+                             f"run's {tuple(self.obs.shape)}: resume with the recipe the run started with")
+        for f in ("obs", "next_obs", "actions", "rewards", "terminated", "done"):
+            getattr(self, f)[:n] = state[f]
+        self.pos, self.full = state["pos"], state["full"]
+
+
+class EvalEnvs:
+    """The evaluation protocol: `episodes` greedy (or `epsilon`-greedy) episodes from fixed seeds."""
+
+    def __init__(self, source: EnvSource, episodes: int, seed: int, epsilon: float, num_envs: int):
+        self.source, self.episodes, self.seed, self.epsilon, self.num_envs = source, episodes, seed, epsilon, num_envs
+
+    def __len__(self) -> int:
+        return self.episodes
+
+
+def run_episodes(model, source: EnvSource, episodes: int, seed: int, epsilon: float = 0.0,
+                 num_envs: int = 10) -> dict[str, float]:
+    """Play exactly `episodes` episodes and summarise their returns.
+
+    Each of the vectorised envs plays a fixed share of the episodes; counting whichever episodes end
+    first would favour short ones (the bias SB3's evaluate_policy also avoids).
+    """
+    if episodes < 1:
+        raise ValueError(f"data.eval_episodes must be >= 1, got {episodes}")
+    n = min(num_envs, episodes)
+    quota = np.array([episodes // n + (i < episodes % n) for i in range(n)])
+    envs = source.make_vector(n)
+    gen = torch.Generator().manual_seed(seed)
+    returns: list[float] = []
+    lengths: list[int] = []
+    done_count = np.zeros(n, dtype=np.int64)
+    ep_ret, ep_len = np.zeros(n), np.zeros(n, dtype=np.int64)
+    obs, _ = envs.reset(seed=seed)
+    was_training = model.training
+    model.eval()
+    try:
+        while (done_count < quota).any():
+            actions = model.act(obs, epsilon, gen).cpu().numpy()
+            obs, rewards, term, trunc, _ = envs.step(actions)
+            ep_ret += rewards
+            ep_len += 1
+            for i in np.flatnonzero(term | trunc):
+                if done_count[i] < quota[i]:
+                    returns.append(float(ep_ret[i]))
+                    lengths.append(int(ep_len[i]))
+                    done_count[i] += 1
+                ep_ret[i], ep_len[i] = 0.0, 0
+    finally:
+        envs.close()
+        model.train(was_training)
+    r = np.asarray(returns)
+    return {"return_mean": float(r.mean()), "return_std": float(r.std()), "return_min": float(r.min()),
+            "return_max": float(r.max()), "length_mean": float(np.mean(lengths)), "episodes": float(len(r))}
+
+
+def _env_snapshot_works(source: EnvSource) -> bool:
+    """True when a pickled copy of the env continues exactly as the original (checked on a few steps)."""
+    try:
+        env = source.make_vector(1)
+        env.reset(seed=123)
+        for _ in range(3):
+            env.step(np.zeros(1, dtype=np.int64))
+        twin = pickle.loads(pickle.dumps(env))
+        for k in range(8):
+            a = np.full(1, k % source.n_actions, dtype=np.int64)
+            out_a, out_b = env.step(a), twin.step(a)
+            if not (np.array_equal(out_a[0], out_b[0]) and np.array_equal(out_a[1], out_b[1])):
+                return False
+        return True
+    except Exception:  # unpicklable or broken after unpickling (Box2D bodies, emulators): no snapshot
+        return False
+
+
+def _check_config(cfg: dict, batch_size: int) -> None:
+    algo = cfg["algo"]
+    checks = [
+        (cfg["num_envs"] >= 1, "data.num_envs must be >= 1"),
+        (algo["total_steps"] >= 1, "data.algo.total_steps must be >= 1"),
+        (algo["n_step"] >= 1, "data.algo.n_step must be >= 1"),
+        (algo["train_every"] >= 1, "data.algo.train_every must be >= 1"),
+        (algo["gradient_steps"] >= 1, "data.algo.gradient_steps must be >= 1"),
+        (algo["target_update"] >= 1, "data.algo.target_update must be >= 1"),
+        (0.0 < algo["tau"] <= 1.0, f"data.algo.tau must be in (0, 1], got {algo['tau']}"),
+        (0.0 <= algo["gamma"] <= 1.0, f"data.algo.gamma must be in [0, 1], got {algo['gamma']}"),
+        (algo["loss"] in LOSSES, f"data.algo.loss must be one of {LOSSES}, got {algo['loss']!r}"),
+        (cfg["vector"] in ("sync", "async"), f"data.vector must be sync or async, got {cfg['vector']!r}"),
+        (algo["buffer_size"] >= 2 * cfg["num_envs"] * algo["n_step"],
+         "data.algo.buffer_size must hold at least 2 * num_envs * n_step transitions"),
+        (batch_size >= 1, "train.batch_size must be >= 1"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ValueError(msg)
+
+
+class RLTask(Task):
+    name = "rl"
+    main_metric = "return_mean"
+    mode = "max"
+    DATA_SCHEMA = {
+        "env": Field(str, "CartPole-v1", "gymnasium id, MinAtar/..., ALE/... or package.module:EnvClass"),
+        "env_kwargs": Field(dict, {}, "keyword arguments for gymnasium.make / the env class"),
+        "max_episode_steps": Field((int, type(None)), None, "extra time limit (truncation)"),
+        "num_envs": Field(int, 4, "vectorised training envs"),
+        "vector": Field(str, "sync", "sync | async (async: no env snapshot in checkpoints)"),
+        "eval_episodes": Field(int, 100, "episodes of the final evaluation (and of zoo eval)"),
+        "eval_seed": Field(int, 1_000_000, "seed of the evaluation episodes (apart from training seeds)"),
+        "eval_epsilon": Field(NUM, 0.0, "exploration during evaluation (0.05 is usual on Atari)"),
+        "eval_num_envs": Field(int, 10, "vectorised evaluation envs"),
+        "algo": ALGO_SCHEMA,
+    }
+    smoke_overrides = ("data.algo.total_steps=64", "data.algo.learning_starts=32", "data.algo.buffer_size=256",
+                       "data.algo.eval_every=0", "data.num_envs=2", "data.eval_episodes=1",
+                       "data.eval_num_envs=1", "train.log_every=16", "train.ckpt_every=32")
+    smoke_loss_decreases = False  # TD targets move with the target network: the loss need not fall in 64 steps
+
+    # ----------------------------------------------------------------- data and model
+    def build_data(self, cfg: dict, ctx) -> Data:
+        _check_config(cfg, ctx.recipe["train"]["batch_size"])
+        src = env_source(cfg["env"], cfg["env_kwargs"], cfg["max_episode_steps"])
+        self._check_pretrained_spaces(ctx.recipe["model"], src)
+        evals = EvalEnvs(src, cfg["eval_episodes"], cfg["eval_seed"], cfg["eval_epsilon"], cfg["eval_num_envs"])
+        spec = {**src.describe(), "evaluation": {"episodes": cfg["eval_episodes"], "seed": cfg["eval_seed"],
+                                                 "epsilon": cfg["eval_epsilon"], "policy": "greedy"}}
+        return Data(train=src, val=None, test=evals, info={"input_spec": spec})
+
+    @staticmethod
+    def _check_pretrained_spaces(mcfg: dict, src: EnvSource) -> None:
+        """Fine-tuning needs an env with the spaces the weights were trained on; say so before training."""
+        pretrained = mcfg.get("pretrained")
+        if not pretrained or not isinstance(pretrained, str):
+            return
+        from zoo import weights as W
+
+        tag = pretrained if "." in pretrained else f"{mcfg['name']}.{pretrained}"
+        if tag not in W.load_index():
+            return  # a folder path: zoo.create checks the state dict
+        args = W.get_card(tag)["model_args"]
+        if list(args["obs_shape"]) != list(src.obs_shape) or args["n_actions"] != src.n_actions:
+            raise ValueError(f"data.env={src.env_id!r} has observations {list(src.obs_shape)} and {src.n_actions} "
+                             f"actions, but {tag} was trained on {list(args['obs_shape'])} and "
+                             f"{args['n_actions']}: fine-tune on an env with the same spaces")
+
+    def model_args(self, data: Data) -> dict:
+        src: EnvSource = data.train
+        return {"obs_shape": list(src.obs_shape), "n_actions": src.n_actions,
+                "obs_scale": 1 / 255 if is_atari(src.env_id) else 1.0}
+
+    def card_extras(self, data: Data) -> dict:
+        out = {"input_spec": data.info["input_spec"], "labels": None}
+        if "return_curve" in data.info:
+            out["return_curve"] = data.info["return_curve"]
+        return out
+
+    # ----------------------------------------------------------------- training
+    def fit(self, model, data: Data, ctx) -> dict:
+        cfg, tcfg = ctx.recipe["data"], ctx.recipe["train"]
+        algo = cfg["algo"]
+        src: EnvSource = data.train
+        device, trainer = ctx.device, ctx.trainer
+        num_envs, total, batch = cfg["num_envs"], algo["total_steps"], tcfg["batch_size"]
+        model.to(device).train()
+        target = copy.deepcopy(model).eval().requires_grad_(False)
+        opt = build_optimizer(model, ctx.recipe["optim"])
+        n_updates = max(1, (total - algo["learning_starts"]) * algo["gradient_steps"] // algo["train_every"])
+        sched = build_scheduler(opt, ctx.recipe["schedule"], n_updates, 1)
+        obs_dtype = torch.uint8 if src.obs_dtype in ("uint8", "bool") else torch.float32
+        buffer = ReplayBuffer(algo["buffer_size"], num_envs, src.obs_shape, obs_dtype)
+        gen = torch.Generator().manual_seed(tcfg["seed"])
+        envs = src.make_vector(num_envs, asynchronous=cfg["vector"] == "async")
+        snapshots = cfg["vector"] == "sync" and _env_snapshot_works(src)
+        pos = {"step": 0, "updates": 0, "episodes": 0, "since_update": 0, "elapsed": 0.0, "update_seconds": 0.0,
+               "best": None, "evals": 0, "stopped_early": False}
+        ep_ret, ep_len = np.zeros(num_envs), np.zeros(num_envs, dtype=np.int64)
+        curve: list[list[float]] = []
+        best_state = None
+        ckpt = trainer.restore("last")
+        if ckpt is None:
+            obs, _ = envs.reset(seed=tcfg["seed"])
+        else:
+            model.load_state_dict(ckpt["model"])
+            target.load_state_dict(ckpt["target"])
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            pos, curve, best_state = ckpt["position"], ckpt["curve"], ckpt["best_model"]
+            gen.set_state(ckpt["generator"])
+            set_rng_state(ckpt["rng"])
+            if ckpt["buffer"] is not None:
+                buffer.load_state_dict(ckpt["buffer"])
+            if ckpt["envs"] is not None:
+                envs.close()
+                envs = pickle.loads(ckpt["envs"].numpy().tobytes())
+                obs = ckpt["obs"].numpy()
+                ep_ret, ep_len = ckpt["ep_ret"].numpy().copy(), ckpt["ep_len"].numpy().copy()
+            else:  # the interrupted episodes cannot be rebuilt: start new ones, seeded by the step count
+                obs, _ = envs.reset(seed=tcfg["seed"] + 7919 * pos["step"])
+
+        def checkpoint() -> None:
+            trainer.save("last", {
+                "model": model.state_dict(), "target": target.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "position": dict(pos), "curve": curve, "best_model": best_state,
+                "generator": gen.get_state(), "rng": rng_state(),
+                "buffer": buffer.state_dict() if algo["save_buffer"] else None,
+                "envs": torch.frombuffer(bytearray(pickle.dumps(envs)), dtype=torch.uint8) if snapshots else None,
+                "obs": torch.from_numpy(np.asarray(obs).copy()), "ep_ret": torch.from_numpy(ep_ret.copy()),
+                "ep_len": torch.from_numpy(ep_len.copy())})
+
+        def epsilon(step: int) -> float:
+            decay = max(1.0, algo["eps_fraction"] * total)
+            return algo["eps_end"] + (algo["eps_start"] - algo["eps_end"]) * max(0.0, 1.0 - step / decay)
+
+        def update() -> tuple[torch.Tensor, torch.Tensor]:
+            o, a, ret, nxt, disc = buffer.sample(batch, algo["n_step"], algo["gamma"], gen)
+            o, a, ret, nxt, disc = (x.to(device, non_blocking=True) for x in (o, a, ret, nxt, disc))
+            o, nxt = o.float(), nxt.float()
+            with ctx.autocast():
+                if algo["double"]:  # one online pass over both halves; only the first half gets gradients
+                    q_all = model(torch.cat([o, nxt]))
+                    q, next_pick = q_all[:batch], q_all[batch:].detach().argmax(1, keepdim=True)
+                else:
+                    q = model(o)
+                q = q.gather(1, a.unsqueeze(1)).squeeze(1).float()
+                with torch.no_grad():
+                    next_q = target(nxt).float()
+                    next_v = next_q.gather(1, next_pick).squeeze(1) if algo["double"] else next_q.max(1).values
+                    y = ret + disc * next_v
+            loss = F.smooth_l1_loss(q, y) if algo["loss"] == "huber" else F.mse_loss(q, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if tcfg["grad_clip"]:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
+            opt.step()
+            sched.step()
+            pos["updates"] += 1
+            if algo["tau"] < 1.0:
+                with torch.no_grad():
+                    for tp, p in zip(target.parameters(), model.parameters()):
+                        tp.lerp_(p, algo["tau"])
+            elif pos["updates"] % algo["target_update"] == 0:
+                target.load_state_dict(model.state_dict())
+            return loss.detach(), q.detach().mean()
+
+        log_every, ckpt_every = tcfg["log_every"], tcfg["ckpt_every"] or max(num_envs, total // 10)
+        next_log = (pos["step"] // log_every + 1) * log_every
+        next_ckpt = (pos["step"] // ckpt_every + 1) * ckpt_every
+        eval_every = algo["eval_every"]
+        next_eval = (pos["step"] // eval_every + 1) * eval_every if eval_every else math.inf
+        deadline = time.monotonic() + 60 * tcfg["max_minutes"] if tcfg["max_minutes"] else None
+        start = time.monotonic() - pos["elapsed"]
+        losses, qs, finished = [], [], []
+        t_log, steps_log, updates_log = time.perf_counter(), pos["step"], pos["updates"]
+        bar = trainer.progress(total, min(pos["step"], total), desc="env steps")
+        while pos["step"] < total:
+            actions = model.act(obs, epsilon(pos["step"]), gen).cpu().numpy()
+            next_obs, rewards, term, trunc, info = envs.step(actions)
+            done = term | trunc
+            stored_next = next_obs
+            if done.any():  # same-step autoreset: next_obs already starts the next episode there
+                stored_next = next_obs.copy()
+                for i in np.flatnonzero(done):
+                    stored_next[i] = info["final_obs"][i]
+            learn_r = np.sign(rewards) if algo["reward_clip"] else rewards
+            buffer.add(obs, actions, learn_r.astype(np.float32), stored_next, term, done)
+            ep_ret += rewards
+            ep_len += 1
+            for i in np.flatnonzero(done):
+                finished.append(float(ep_ret[i]))
+                ep_ret[i], ep_len[i] = 0.0, 0
+            pos["episodes"] += int(done.sum())
+            obs = next_obs
+            pos["step"] += num_envs
+            bar.update(num_envs)
+            if pos["step"] >= algo["learning_starts"] and buffer.can_sample(algo["n_step"]):
+                pos["since_update"] += num_envs
+                t_update = time.perf_counter()
+                while pos["since_update"] >= algo["train_every"]:
+                    pos["since_update"] -= algo["train_every"]
+                    for _ in range(algo["gradient_steps"]):
+                        loss, q = update()
+                        losses.append(loss)
+                        qs.append(q)
+                pos["update_seconds"] += time.perf_counter() - t_update
+            if pos["step"] >= next_log or pos["step"] >= total:
+                next_log += log_every
+                now = time.perf_counter()
+                rec = {"step": pos["step"], "updates": pos["updates"], "episodes": pos["episodes"],
+                       "epsilon": epsilon(pos["step"]), "lr": opt.param_groups[0]["lr"],
+                       "steps_per_s": (pos["step"] - steps_log) / max(1e-9, now - t_log),
+                       "updates_per_s": (pos["updates"] - updates_log) / max(1e-9, now - t_log)}
+                if losses:
+                    rec["loss"] = float(torch.stack(losses).mean())
+                    rec["q_mean"] = float(torch.stack(qs).mean())
+                if finished:
+                    rec["return_mean"] = float(np.mean(finished))
+                    curve.append([pos["step"], rec["return_mean"]])
+                trainer.log(rec)
+                bar.set_postfix(ret=f"{rec.get('return_mean', float('nan')):.1f}", eps=f"{rec['epsilon']:.2f}")
+                losses, qs, finished = [], [], []
+                t_log, steps_log, updates_log = now, pos["step"], pos["updates"]
+            stop = False
+            if pos["step"] >= next_eval:
+                next_eval += eval_every
+                m = run_episodes(model, src, algo["eval_episodes"], cfg["eval_seed"] + 10_007 * (pos["evals"] + 1),
+                                 cfg["eval_epsilon"], cfg["eval_num_envs"])
+                pos["evals"] += 1
+                trainer.log({"step": pos["step"], "split": "val", **m})
+                if pos["best"] is None or m["return_mean"] > pos["best"]:
+                    pos["best"] = m["return_mean"]
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    trainer.save("best", {"model": best_state, "metrics": m, "step": pos["step"]})
+                if algo["stop_return"] is not None and m["return_mean"] >= algo["stop_return"]:
+                    stop = pos["stopped_early"] = True
+            pos["elapsed"] = time.monotonic() - start
+            if stop or (deadline and time.monotonic() > deadline):
+                checkpoint()
+                break
+            if pos["step"] >= next_ckpt or pos["step"] >= total:
+                next_ckpt += ckpt_every
+                checkpoint()
+        bar.close()
+        envs.close()
+        if algo["keep_best"] and best_state is not None:
+            model.load_state_dict(best_state)
+        data.info["return_curve"] = _thin(curve, 100)
+        return {"train_seconds": pos["elapsed"], "update_seconds": pos["update_seconds"],
+                "env_steps": pos["step"], "updates": pos["updates"],
+                "episodes": pos["episodes"], "best_eval_return": pos["best"], "stopped_early": pos["stopped_early"],
+                "env_snapshots": snapshots}
+
+    def evaluate(self, model, dataset: EvalEnvs, ctx) -> dict[str, float]:
+        return run_episodes(model, dataset.source, dataset.episodes, dataset.seed, dataset.epsilon, dataset.num_envs)
+
+    # ----------------------------------------------------------------- use
+    def finetune_overrides(self, data_path: str) -> list[str]:
+        """`zoo finetune dqn --data ENV`: ENV is a gymnasium id or package.module:EnvClass."""
+        return [f"data.env={data_path}"]
+
+    def _source_for(self, model, env_id: str | None) -> EnvSource:
+        spec = getattr(model, "pretrained_cfg", {}).get("input_spec") or {}
+        env_id = env_id or spec.get("env") or "CartPole-v1"
+        if env_id == spec.get("env"):  # the card's env, with its kwargs and time limit
+            src = env_source(env_id, spec.get("env_kwargs"), spec.get("max_episode_steps"))
+        else:
+            src = env_source(env_id)
+        if tuple(src.obs_shape) != model.obs_shape or src.n_actions != model.n_actions:
+            raise ValueError(f"{env_id!r} has observations {list(src.obs_shape)} and {src.n_actions} actions; "
+                             f"the model takes {list(model.obs_shape)} and {model.n_actions}")
+        return src
+
+    def sample_input(self, model) -> tuple:
+        """A real first observation of the model's environment."""
+        obs, _ = self._source_for(model, None).make().reset(seed=0)
+        return (torch.as_tensor(np.asarray(obs), dtype=torch.float32).unsqueeze(0),)
+
+    def predict(self, model, inputs: str | None, out_dir: Path, ctx=None) -> list[Path]:
+        """One greedy episode as a GIF (on `inputs`, an env id, or the card's env) and the return curve."""
+        import imageio.v2 as imageio
+
+        src = self._source_for(model, inputs)
+        frames, ret, length = play_episode(model, src, seed=0, max_frames=150)
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        name = src.env_id.replace("/", "_").replace(":", "_")
+        gif = out_dir / f"{name}_episode_return{ret:.0f}.gif"
+        imageio.mimsave(gif, frames, duration=1 / 30, loop=0)
+        paths = [gif]
+        curve = training_curve(model)
+        if curve is not None:
+            paths.append(plot_curve(curve, out_dir / f"{name}_return_curve.png", src.env_id))
+        return paths
+
+    def draw_sample(self, model, out_path: Path) -> Path | None:
+        """Four frames of a greedy episode with its return, as one PNG (the tour's gallery)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        src = self._source_for(model, None)
+        frames, ret, length = play_episode(model, src, seed=0, max_frames=40)
+        picks = [frames[i] for i in np.linspace(0, len(frames) - 1, 4).astype(int)]
+        fig, axes = plt.subplots(1, 4, figsize=(12, 3))
+        for ax, f in zip(axes, picks):
+            ax.imshow(f)
+            ax.axis("off")
+        fig.suptitle(f"{src.env_id}: greedy episode, return {ret:.0f} in {length} steps")
+        fig.tight_layout()
+        fig.savefig(out_path, dpi=80)
+        plt.close(fig)
+        return Path(out_path)
+
+
+def play_episode(model, source: EnvSource, seed: int = 0, max_frames: int = 400) -> tuple[list, float, int]:
+    """(rgb frames, return, length) of one greedy episode; `max_frames` to twice that, evenly spread.
+
+    Frames are rendered only at the kept steps (rendering costs more than stepping): every step at
+    first, and each time the list reaches twice `max_frames` every other frame is dropped and the
+    stride doubles. Frames smaller than 64 pixels (MinAtar's 10x10) are enlarged (nearest-neighbour).
+    """
+    env = source.make(render_mode="rgb_array")
+    limit = env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 100_000
+    obs, _ = env.reset(seed=seed)
+    frames, ret, t, done, every = [], 0.0, 0, False, 1
+    model.eval()
+    while not done and t < limit:
+        if t % every == 0:
+            frames.append(_viewable(env.render()))
+            if len(frames) >= 2 * max_frames:
+                frames, every = frames[::2], every * 2
+        action = int(model.act(np.asarray(obs)[None])[0])
+        obs, r, term, trunc, _ = env.step(action)
+        ret += float(r)
+        t += 1
+        done = term or trunc
+    frames.append(_viewable(env.render()))
+    env.close()
+    return frames, ret, t
+
+
+def _viewable(frame) -> np.ndarray:
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8:  # MinAtar renders floats in [0, 1]
+        frame = (np.clip(frame, 0, 1) * 255).astype(np.uint8)
+    scale = math.ceil(64 / min(frame.shape[:2]))
+    return np.kron(frame, np.ones((scale, scale, 1), dtype=np.uint8)) if scale > 1 else frame
+
+
+def _thin(points: list, n: int) -> list:
+    if len(points) <= n:
+        return [list(p) for p in points]
+    idx = np.linspace(0, len(points) - 1, n).round().astype(int)
+    return [list(points[i]) for i in idx]
+
+
+def training_curve(model) -> dict | None:
+    """{"train": [[step, return]], "val": [...]} from the run's metrics.jsonl, else the card's copy."""
+    source = getattr(model, "pretrained_cfg", {}).get("source")
+    if not source:
+        return None
+    folder = Path(source)
+    metrics = folder.parent / "metrics.jsonl"  # a run dir: <run>/model is the model's folder
+    if metrics.is_file():
+        train, val = [], []
+        for line in metrics.read_text().splitlines():
+            rec = json.loads(line)
+            if rec.get("split") == "val":
+                val.append([rec["step"], rec["return_mean"]])
+            elif "return_mean" in rec:
+                train.append([rec["step"], rec["return_mean"]])
+        return {"train": train, "val": val} if train else None
+    cfg_file = folder / "config.json"
+    if cfg_file.is_file():
+        curve = json.loads(cfg_file.read_text()).get("return_curve")
+        return {"train": curve, "val": []} if curve else None
+    return None
+
+
+def plot_curve(curve: dict, path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    tr = np.asarray(curve["train"], dtype=float)
+    ax.plot(tr[:, 0], tr[:, 1], lw=1.2, label="training episodes (mean per log interval)")
+    if curve.get("val"):
+        va = np.asarray(curve["val"], dtype=float)
+        ax.plot(va[:, 0], va[:, 1], "o-", ms=3, lw=1, label="greedy evaluation")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+TASK = RLTask()
