@@ -1,0 +1,101 @@
+"""PatchCore figures (prints, never asserts):
+
+- per texture and coreset ratio (1/10/25%): fit time (feature pass + coreset), coreset time alone,
+  memory-bank rows, inference ms per 224x224 image (batch 1, median), image and pixel AUROC;
+- with --fashion: Fashion-MNIST one-class image AUROC for each of the 10 classes and their mean.
+
+Everything goes through the recipes' own path (task.build_data -> zoo.create -> task.fit -> evaluate).
+
+    python tests/benchmarks/bench_patchcore.py [--quick] [--threads 1] [--textures brick grass gravel]
+    python tests/benchmarks/bench_patchcore.py --fashion [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from zoo import recipes as R
+from zoo.engine.run import build_model, make_context, resolve_recipe
+
+
+def _setup(recipe: str, overrides: list[str]):
+    raw, _ = R.load(recipe, overrides)
+    recipe, task = resolve_recipe(raw)
+    ctx = make_context(recipe, task, run_dir=None, device="cpu", resume=False)
+    data = task.build_data(recipe["data"], ctx)
+    return task, ctx, data, build_model(recipe, task, data)
+
+
+def _ms_per_image(model, dataset, n: int) -> tuple[float, float]:
+    """Median (wall ms, CPU ms) per image at batch 1. On a shared machine the CPU time (all threads
+    of this process) is the better measure of the work; the wall time includes waiting for a core."""
+    wall, cpu = [], []
+    with torch.no_grad():
+        for i in range(min(n, len(dataset)) + 1):
+            x = dataset.get_batch(torch.tensor([i % len(dataset)]))["image"]
+            t, c = time.perf_counter(), time.process_time()
+            model(x)
+            wall.append(1000 * (time.perf_counter() - t))
+            cpu.append(1000 * (time.process_time() - c))
+    return statistics.median(wall[1:]), statistics.median(cpu[1:])  # the first call warms up
+
+
+def textures(a) -> None:
+    size = ["data.n_train=30", "data.n_test=5"] if a.quick else []
+    print(f"{'texture':8} {'ratio':>6} {'bank':>6} {'fit s':>7} {'coreset s':>9} {'ms/img':>7} {'cpu ms':>7} "
+          f"{'img AUROC':>9} {'pix AUROC':>9}")
+    for texture in a.textures:
+        for ratio in a.ratios:
+            task, ctx, data, model = _setup(f"patchcore/{texture}", [*size, f"model.args.coreset_ratio={ratio}",
+                                                                      f"train.threads={a.threads}"])
+            fit = task.fit(model, data, ctx)
+            model.eval()
+            metrics = task.evaluate(model, data.test, ctx)
+            ms, cpu = _ms_per_image(model, data.test, 5 if a.quick else 20)
+            print(f"{texture:8} {ratio:6.2f} {fit['memory_size']:6d} {fit['train_seconds']:7.1f} "
+                  f"{fit['coreset_seconds']:9.1f} {ms:7.1f} {cpu:7.1f} {metrics['image_auroc']:9.4f} "
+                  f"{metrics['pixel_auroc']:9.4f}", flush=True)
+
+
+def fashion(a) -> None:
+    size = ["data.n_train=100", "data.n_test=100"] if a.quick else []
+    classes = range(2) if a.quick else range(10)
+    from zoo.data.anomaly import FASHION_LABELS
+
+    aurocs = []
+    for c in classes:
+        task, ctx, data, model = _setup("patchcore/fashion_mnist_oneclass",
+                                        [*size, f"data.normal_class={c}", f"train.threads={a.threads}"])
+        fit = task.fit(model, data, ctx)
+        model.eval()
+        auroc = task.evaluate(model, data.test, ctx)["image_auroc"]
+        aurocs.append(auroc)
+        print(f"class {c} ({FASHION_LABELS[c]:12}) image AUROC {auroc:.4f}  (fit {fit['train_seconds']:.1f} s, "
+              f"bank {fit['memory_size']}, {len(data.train)} normal training images, {len(data.test)} test)",
+              flush=True)
+    print(f"mean image AUROC over {len(aurocs)} classes: {statistics.mean(aurocs):.4f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="small data, one texture, two ratios")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (1 on a busy shared machine)")
+    ap.add_argument("--textures", nargs="+", default=None)
+    ap.add_argument("--ratios", nargs="+", type=float, default=None)
+    ap.add_argument("--fashion", action="store_true", help="Fashion-MNIST one-class over the 10 classes instead")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    if a.fashion:
+        fashion(a)
+        return
+    a.textures = a.textures or (["brick"] if a.quick else ["brick", "grass", "gravel"])
+    a.ratios = a.ratios or ([0.01, 0.1] if a.quick else [0.01, 0.1, 0.25])
+    textures(a)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""PatchCore: the offline backbone mapping, search and coreset, the model, the data readers and
+generators, the task's fit/evaluate/predict, fine-tuning through the CLI, and the published cards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import zoo
+from zoo.data import anomaly as A
+from zoo.models.patchcore import PatchCore, efficientnet_lite0_imagenet, greedy_coreset, nearest_neighbours
+from zoo.tasks import get_task
+
+torch.set_num_threads(1)
+
+
+def _write_mvtec(root: Path, size: int = 48, n_train: int = 4) -> Path:
+    rng = np.random.default_rng(0)
+
+    def img(path, arr=None):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arr = rng.integers(90, 160, (size, size, 3), dtype=np.uint8) if arr is None else arr
+        Image.fromarray(arr).save(path)
+
+    for i in range(n_train):
+        img(root / "train" / "good" / f"{i:03d}.png")
+    img(root / "test" / "good" / "000.png")
+    defect = rng.integers(90, 160, (size, size, 3), dtype=np.uint8)
+    defect[10:20, 10:20] = 0
+    img(root / "test" / "crack" / "000.png", defect)
+    mask = np.zeros((size, size), np.uint8)
+    mask[10:20, 10:20] = 255
+    img(root / "ground_truth" / "crack" / "000_mask.png", mask)
+    return root
+
+
+# --------------------------------------------------------------------------- backbone
+
+
+def test_lite0_weights_classify_a_real_photo():
+    """The key mapping is right when the mapped network calls scikit-image's cat a cat."""
+    import skimage.data
+    import timm
+
+    net = timm.create_model("efficientnet_lite0", pretrained=False)
+    net.load_state_dict(efficientnet_lite0_imagenet(net), strict=True)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eps = 1e-3
+    x = torch.from_numpy(skimage.data.chelsea()).permute(2, 0, 1)[None].float() / 255
+    x = torch.nn.functional.interpolate(x, size=(224, 224), mode="bilinear", antialias=True)
+    with torch.no_grad():
+        top = net.eval()((x - 0.498) / 0.502).softmax(1)[0].topk(3).indices.tolist()
+    assert top[0] in range(281, 286), f"chelsea classified as ImageNet classes {top} (cats are 281-285)"
+
+
+# --------------------------------------------------------------------------- search and coreset
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_chunked_nearest_neighbours_match_brute_force(k):
+    g = torch.Generator().manual_seed(0)
+    q, bank = torch.randn(37, 8, generator=g), torch.randn(53, 8, generator=g)
+    d, i = nearest_neighbours(q, bank, k, chunk=40, backend="torch")  # several query and bank blocks
+    full = torch.cdist(q, bank)
+    ref_d, ref_i = full.topk(k, dim=1, largest=False)
+    assert torch.allclose(d, ref_d, atol=1e-4) and torch.equal(i, ref_i)
+
+
+def test_faiss_backend_matches_torch():
+    pytest.importorskip("faiss")
+    g = torch.Generator().manual_seed(1)
+    q, bank = torch.randn(20, 16, generator=g), torch.randn(100, 16, generator=g)
+    d1, i1 = nearest_neighbours(q, bank, 3, backend="faiss")
+    d2, i2 = nearest_neighbours(q, bank, 3, backend="torch")
+    assert torch.allclose(d1, d2, atol=1e-3) and torch.equal(i1, i2)
+
+
+def test_greedy_coreset_covers_every_cluster():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(5, 64, generator=g) * 20
+    points = (centres[:, None] + torch.randn(5, 50, 64, generator=g)).reshape(-1, 64)
+    chosen = greedy_coreset(points, 5, proj_dim=16)
+    assert sorted((chosen // 50).tolist()) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="coreset size"):
+        greedy_coreset(points, 0)
+
+
+# --------------------------------------------------------------------------- model
+
+
+def test_model_shapes_state_dict_and_device_moves(tmp_path):
+    model = zoo.create("patchcore", feature_dim=16, layers=[1, 2])
+    assert set(model.state_dict()) == {"projection", "memory_bank", "image_threshold", "pixel_threshold"}
+    assert not list(model.parameters()), "the frozen backbone stays outside the state dict"
+    feats, (h, w) = model.embed(torch.rand(2, 3, 64, 64))
+    assert feats.shape == (2, h * w, 16) and (h, w) == (28, 28)  # resized to image_size 224, stride 8
+    idx = model.build_memory_bank(feats.flatten(0, 1))
+    assert model.memory_size == len(idx) == 157  # ceil(0.1 * 2 * 784)
+    out = model(torch.rand(3, 3, 50, 70))
+    assert out["score"].shape == (3,) and out["anomaly_map"].shape == (3, 50, 70)
+    model.to(torch.float64)
+    assert next(model.backbone.parameters()).dtype == torch.float64  # _apply reaches the backbone
+    model.to(torch.float32)
+    folder = zoo.save_pretrained(model, tmp_path / "pc", config={"tag": "patchcore.test"})
+    again = zoo.create(f"local-dir:{folder}", pretrained=True)  # strict load, the bank's size from the card
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.allclose(again(x)["anomaly_map"], model(x)["anomaly_map"], atol=1e-5)
+
+
+def test_model_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="coreset_ratio"):
+        PatchCore(coreset_ratio=0)
+    with pytest.raises(ValueError, match="multiples of stride"):
+        PatchCore(pad=12)
+    with pytest.raises(ValueError, match="out of range"):
+        PatchCore(layers=[2, 9])
+    with pytest.raises(ValueError, match=r"expects images of shape \(B, 3, H, W\)"):
+        PatchCore(layers=[1, 2], feature_dim=8)(torch.rand(1, 1, 32, 32))
+
+
+# --------------------------------------------------------------------------- data
+
+
+def test_mvtec_reader(tmp_path):
+    root = _write_mvtec(tmp_path / "cat")
+    train, test = A.read_mvtec(root, image_size=32)
+    assert train.images.shape == (4, 3, 32, 32) and train.labels.tolist() == [0] * 4
+    assert test.kinds == ["crack", "good"] and test.labels.tolist() == [1, 0]
+    assert test.masks.shape == (2, 32, 32) and test.masks[0].sum() > 0 and test.masks[1].sum() == 0
+    batch = test.get_batch(torch.tensor([0]))
+    assert batch["image"].dtype == torch.float32 and float(batch["image"].max()) <= 1.0
+    assert len(A.read_mvtec(root, n_train=2, n_test=1)[0]) == 2
+
+
+def test_mvtec_reader_names_what_is_wrong(tmp_path):
+    root = _write_mvtec(tmp_path / "cat")
+    (root / "ground_truth" / "crack" / "000_mask.png").rename(root / "ground_truth" / "crack" / "x.png")
+    with pytest.raises(ValueError, match=r"test/crack/000.png has no mask: expected .*000_mask.png"):
+        A.read_mvtec(root)
+    Image.fromarray(np.zeros((20, 30), np.uint8)).save(root / "ground_truth" / "crack" / "000_mask.png")
+    with pytest.raises(ValueError, match=r"mask .*000_mask.png is 30x20 but its image .* is 48x48"):
+        A.read_mvtec(root)
+    (root / "test" / "good" / "000.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=r"test/good/000.png: not a readable image"):
+        A.read_mvtec(root)
+    with pytest.raises(ValueError, match=r"train/good is missing"):
+        A.read_mvtec(tmp_path)
+
+
+def test_texture_benchmark_layout_and_determinism(tmp_path):
+    root = A.make_texture_benchmark("gravel", tmp_path, n_train=2, n_test=1, image_size=64)
+    assert (root / "benchmark.json").is_file()
+    for kind in A.DEFECTS:
+        mask = np.asarray(Image.open(root / "ground_truth" / kind / "000_mask.png"))
+        assert mask.shape == (64, 64) and mask.max() == 255, kind
+    again = A.make_texture_benchmark("gravel", tmp_path / "other", n_train=2, n_test=1, image_size=64)
+    for rel in ("train/good/001.png", "test/scratch/000.png"):
+        assert (root / rel).read_bytes() == (again / rel).read_bytes()
+    train, test = A.read_mvtec(root, image_size=None)
+    assert len(train) == 2 and len(test) == 5 and test.masks[test.labels == 1].flatten(1).any(1).all()
+    with pytest.raises(ValueError, match="unknown texture"):
+        A.make_texture_benchmark("marble", tmp_path)
+
+
+def test_fashion_mnist_oneclass():
+    from zoo.data.images import _find_fashion_mnist
+
+    if _find_fashion_mnist(None) is None:
+        pytest.skip("Fashion-MNIST not installed (Debian package dataset-fashion-mnist)")
+    train, test = A.read_fashion_mnist_oneclass(3, n_train=10, n_test=5)
+    assert train.images.shape == (10, 3, 28, 28) and train.masks is None and set(train.kinds) == {"good"}
+    assert test.labels.tolist() == [0] * 5 + [1] * 5 and "dress" not in test.kinds
+    with pytest.raises(ValueError, match="normal_class must be 0-9"):
+        A.read_fashion_mnist_oneclass(10)
+
+
+# --------------------------------------------------------------------------- task
+
+
+def test_task_rejects_bad_data(tmp_path):
+    from zoo.engine.run import resolve_recipe
+
+    task = get_task("anomaly_detection")
+    base = {"task": "anomaly_detection", "model": {"name": "patchcore"}}
+    recipe, _ = resolve_recipe({**base, "data": {"source": "nope"}})
+    with pytest.raises(ValueError, match="data.source: expected one of"):
+        task.build_data(recipe["data"], None)
+    root = _write_mvtec(tmp_path / "cat")
+    for p in (root / "test" / "crack").iterdir():
+        p.unlink()
+    recipe, _ = resolve_recipe({**base, "data": {"source": "mvtec", "root": str(root)}})
+    with pytest.raises(ValueError, match="needs normal and anomalous images"):
+        task.build_data(recipe["data"], None)
+
+
+def test_fit_evaluate_predict_on_tiny_data(tmp_path):
+    from zoo.engine import train
+    from zoo.engine.run import load_for_eval
+
+    root = _write_mvtec(tmp_path / "cat", size=64, n_train=5)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "task: anomaly_detection\nmodel: {name: patchcore, args: {layers: [1, 2], feature_dim: 16, image_size: 64}}\n"
+        f"data: {{source: mvtec, root: {root}, image_size: 64, val_fraction: 0.2}}\n"
+        "train: {batch_size: 2, threads: 1}\n")
+    run_dir, result = train(recipe, runs_root=tmp_path / "runs")
+    m = result["metrics"]
+    assert set(m) == {"image_auroc", "pixel_auroc", "image_f1", "image_threshold", "pixel_threshold"}
+    assert result["fit"]["patches"] == 4 * 64 and result["fit"]["memory_size"] == 26
+    card = json.loads((run_dir / "model" / "config.json").read_text())
+    assert card["model_args"]["memory_size"] == 26 and card["threshold"]["held_out_normals"] == 1
+    model, _ = load_for_eval(str(run_dir))
+    assert float(model.image_threshold) == pytest.approx(card["threshold"]["image"])
+    paths = get_task("anomaly_detection").predict(model, str(root / "test" / "crack"), tmp_path / "out")
+    assert {p.name for p in paths} == {"000_heatmap.png", "000_mask.png", "scores.json"}
+    assert np.asarray(Image.open(tmp_path / "out" / "000_heatmap.png")).shape == (64, 64, 3)
+    with pytest.raises(ValueError, match="no fitted memory bank"):
+        get_task("anomaly_detection").predict(zoo.create("patchcore", layers=[1, 2]), None, tmp_path / "o2")
+
+
+def test_finetune_through_the_cli(tmp_path, capsys):
+    from zoo.cli import main
+
+    if "patchcore.brick" not in zoo.list_pretrained():
+        pytest.skip("weights/patchcore.brick not exported yet")
+    root = _write_mvtec(tmp_path / "cat", size=64, n_train=4)
+    # overrides before --data: the CLI's argparse does not take positionals after the option
+    assert main(["finetune", "patchcore", "train.threads=1", "train.batch_size=2", "--data", str(root),
+                 "--runs", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert '"image_auroc"' in out and '"pixel_auroc"' in out
+    run = next((tmp_path / "runs").iterdir())
+    assert main(["predict", str(run), "--out", str(tmp_path / "pred")]) == 0  # generated brick samples
+    assert (tmp_path / "pred" / "brick_scratch_heatmap.png").is_file()
+
+
+# --------------------------------------------------------------------------- published cards
+
+CARDS = [t for t in zoo.list_pretrained("patchcore.*")]
+
+
+@pytest.mark.parametrize("tag", CARDS)
+def test_published_card_is_rechecked(tag):
+    """`zoo eval TAG` on the card's own recipe data gives the card's metrics (the fit is deterministic)."""
+    from zoo.engine import evaluate
+
+    card = zoo.model_info(tag)
+    assert card["threshold"]["image"] == pytest.approx(card["metrics"]["image_threshold"])
+    metrics = evaluate(tag, overrides=["train.threads=1"])
+    for key in ("image_auroc", "pixel_auroc"):
+        assert metrics[key] == pytest.approx(card["metrics"][key], abs=2e-3), key

@@ -1,0 +1,289 @@
+"""Anomaly detection: fit a memory bank on normal images, then score images and pixels (PatchCore).
+
+Data sources (recipe `data.source`):
+  mvtec          an MVTec AD category folder (`data.root`), also the format for your own data:
+                 train/good, test/good, test/<defect>, ground_truth/<defect>/<stem>_mask.png.
+  textures       the offline benchmark: crops of a real scikit-image texture (`data.texture`: brick,
+                 grass, gravel) with planted scratches, holes, colour spots and cut-paste patches,
+                 written once in the MVTec layout under `data.root` (default ~/.cache/zoo/anomaly_textures).
+  fashion_mnist  one class (`data.normal_class`) normal, the nine others anomalous; image level only.
+
+Fitting is one pass, not a training loop: features of every normal training image (less a held-out
+share, `data.val_fraction`) are extracted, the coreset becomes the memory bank, and the held-out
+normal images choose the thresholds: the `data.threshold_quantile` quantile of their image scores
+(1.0 = their maximum, so no held-out normal image is flagged) and of their anomaly maps' maxima
+(for the pixel masks). The thresholds live in the model's buffers and in the card (`threshold`).
+
+Metrics: image_auroc (image score vs label), pixel_auroc (every pixel of every test image vs the
+masks, sklearn's exact roc_auc_score), image_f1 at the held-out threshold, and the two thresholds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from zoo.data import anomaly as A
+from zoo.engine import sequential_batches
+from zoo.recipes import OPT_STR
+from zoo.recipes import F as Field
+from zoo.tasks.base import Data, Task
+
+SOURCES = ("mvtec", "textures", "fashion_mnist")
+OPT_INT = (int, type(None))
+
+
+def _unwrap(model):
+    for attr in ("module", "_orig_mod"):
+        while hasattr(model, attr):
+            model = getattr(model, attr)
+    return model
+
+
+def _batch_size(ctx) -> int:
+    train = ctx.recipe["train"] if ctx is not None else {}
+    return train.get("eval_batch_size") or train.get("batch_size") or 16
+
+
+class AnomalyDetection(Task):
+    name = "anomaly_detection"
+    main_metric = "image_auroc"
+    mode = "max"
+    DATA_SCHEMA = {
+        "source": Field(str, "mvtec", "mvtec | textures | fashion_mnist"),
+        "root": Field(OPT_STR, None, "mvtec: the category folder; textures: the benchmark cache's parent; "
+                                     "fashion_mnist: the folder of the IDX files"),
+        "texture": Field(str, "brick", "textures: brick | grass | gravel"),
+        "normal_class": Field(int, 0, "fashion_mnist: the normal class, 0-9"),
+        "image_size": Field(OPT_INT, 224, "images are resized to this side when read (null keeps their size)"),
+        "n_train": Field(OPT_INT, None, "normal training images: generated (textures, default 100) or at most"),
+        "n_test": Field(OPT_INT, None, "test images per folder (textures: generated, default 15); fashion_mnist: "
+                                       "normal ones and as many anomalous ones"),
+        "val_fraction": Field(float, 0.1, "share of the normal training images held out to choose thresholds"),
+        "threshold_quantile": Field(float, 1.0, "quantile of the held-out normal scores used as threshold"),
+        "seed": Field(int, 0, "generator, hold-out and Fashion-MNIST draws"),
+    }
+    # a handful of images: the smoke test fits and evaluates every recipe in seconds
+    smoke_overrides = ("data.n_train=6", "data.n_test=2", "train.batch_size=4")
+    smoke_loss_decreases = False  # nothing is trained by a loss
+
+    # ----------------------------------------------------------------- data
+    def build_data(self, cfg: dict, ctx) -> Data:
+        source = cfg["source"]
+        if source not in SOURCES:
+            raise ValueError(f"data.source: expected one of {', '.join(SOURCES)}, got {source!r}")
+        if not 0 < cfg["val_fraction"] < 1:
+            raise ValueError(f"data.val_fraction: expected a fraction in (0, 1), got {cfg['val_fraction']}")
+        if not 0 < cfg["threshold_quantile"] <= 1:
+            raise ValueError(f"data.threshold_quantile: expected (0, 1], got {cfg['threshold_quantile']}")
+        if source == "mvtec":
+            if not cfg["root"]:
+                raise ValueError("data.root: give the MVTec AD category folder (train/good, test/<defect>, "
+                                 "ground_truth/<defect>)")
+            train, test = A.read_mvtec(cfg["root"], cfg["image_size"], cfg["n_train"], cfg["n_test"])
+            described = f"MVTec AD layout at {cfg['root']}"
+        elif source == "textures":
+            root = A.make_texture_benchmark(cfg["texture"], cfg["root"], n_train=cfg["n_train"] or 100,
+                                            n_test=cfg["n_test"] or 15, image_size=cfg["image_size"] or 224,
+                                            seed=cfg["seed"])
+            train, test = A.read_mvtec(root, cfg["image_size"])
+            described = f"texture benchmark {root.name} (skimage.data.{cfg['texture']}, planted defects)"
+        else:
+            train, test = A.read_fashion_mnist_oneclass(cfg["normal_class"], cfg["root"], n_train=cfg["n_train"],
+                                                        n_test=cfg["n_test"], seed=cfg["seed"])
+            described = f"Fashion-MNIST, normal class {cfg['normal_class']} ({A.FASHION_LABELS[cfg['normal_class']]})"
+        if len(train) < 2:
+            raise ValueError(f"{described}: {len(train)} normal training image(s); need at least 2 "
+                             "(some are held out to choose the threshold)")
+        if len(set(test.labels.tolist())) < 2:
+            raise ValueError(f"{described}: the test set needs normal and anomalous images for AUROC, "
+                             f"found only {'normal' if int(test.labels.max()) == 0 else 'anomalous'} ones")
+        n_val = max(1, round(cfg["val_fraction"] * len(train)))
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg["seed"]))
+        fit, val = train.subset(order[n_val:].sort().values), train.subset(order[:n_val].sort().values)
+        h, w = test.images.shape[-2:]
+        info = {"input_spec": {"channels": 3, "size": [int(h), int(w)], "range": [0, 1],
+                               "layout": "(B, 3, H, W) float in [0, 1]; resized and normalised inside"},
+                "labels": ["normal", "anomalous"], "described": described,
+                "threshold_quantile": cfg["threshold_quantile"]}
+        return Data(train=fit, val=val, test=test, info=info)
+
+    def card_extras(self, data: Data) -> dict:
+        return {k: data.info[k] for k in ("input_spec", "labels", "threshold") if k in data.info}
+
+    def finetune_overrides(self, data_path: str) -> list[str]:
+        return ["data.source=mvtec", f"data.root={data_path}"]
+
+    # ----------------------------------------------------------------- fitting
+    def fit(self, model, data: Data, ctx) -> dict:
+        """One pass over the normal images -> coreset memory bank -> thresholds from held-out normals."""
+        net = _unwrap(model).to(ctx.device).eval()
+        start = time.monotonic()
+        ckpt = ctx.trainer.restore("last")
+        if ckpt is not None:  # resumed: the bank was already built
+            net.set_memory_bank(ckpt["memory_bank"])
+            net.image_threshold.fill_(ckpt["image_threshold"])
+            net.pixel_threshold.fill_(ckpt["pixel_threshold"])
+            stats = ckpt["stats"]
+        else:
+            bs = ctx.recipe["train"]["batch_size"]
+            bar = ctx.trainer.progress(math.ceil(len(data.train) / bs), desc="features")
+            feats = []
+            with torch.no_grad():
+                for batch in sequential_batches(data.train, bs, ctx.device):
+                    feats.append(net.embed(batch["image"])[0].flatten(0, 1))
+                    bar.update(1)
+            bar.close()
+            feats = torch.cat(feats)
+            t_extract = time.monotonic() - start
+            net.build_memory_bank(feats, seed=ctx.recipe["train"]["seed"])
+            t_coreset = time.monotonic() - start - t_extract
+            scores, peaks = self._scores(net, data.val, ctx)
+            q = data.info.get("threshold_quantile", 1.0)
+            net.image_threshold.fill_(float(np.quantile(scores, q)))
+            net.pixel_threshold.fill_(float(np.quantile(peaks, q)))
+            stats = {"patches": len(feats), "memory_size": net.memory_size, "extract_seconds": t_extract,
+                     "coreset_seconds": t_coreset, "held_out_normals": len(data.val)}
+            ctx.trainer.save("last", {"memory_bank": net.memory_bank.cpu(), "stats": stats,
+                                      "image_threshold": float(net.image_threshold),
+                                      "pixel_threshold": float(net.pixel_threshold)})
+        threshold = {"image": float(net.image_threshold), "pixel": float(net.pixel_threshold),
+                     "quantile": data.info.get("threshold_quantile", 1.0), "held_out_normals": len(data.val)}
+        data.info["threshold"] = threshold
+        seconds = time.monotonic() - start
+        ctx.trainer.log({"step": 1, **stats, "image_threshold": threshold["image"],
+                         "pixel_threshold": threshold["pixel"], "fit_seconds": seconds})
+        return {"train_seconds": seconds, **stats}
+
+    @staticmethod
+    def _scores(net, dataset, ctx, keep_maps: bool = False):
+        scores, peaks, maps = [], [], []
+        with torch.no_grad():
+            for batch in sequential_batches(dataset, _batch_size(ctx), ctx.device if ctx else "cpu"):
+                out = net(batch["image"])
+                scores.append(out["score"].float().cpu())
+                peaks.append(out["anomaly_map"].flatten(1).amax(1).float().cpu())
+                if keep_maps:
+                    maps.append(out["anomaly_map"].float().cpu())
+        scores, peaks = torch.cat(scores).numpy(), torch.cat(peaks).numpy()
+        return (scores, peaks, torch.cat(maps).numpy()) if keep_maps else (scores, peaks)
+
+    # ----------------------------------------------------------------- evaluation
+    def evaluate(self, model, dataset, ctx) -> dict[str, float]:
+        from sklearn.metrics import f1_score, roc_auc_score
+
+        net = _unwrap(model)
+        labels = dataset.labels.numpy()
+        if len(set(labels.tolist())) < 2:
+            raise ValueError("anomaly_detection: evaluation needs normal and anomalous images for AUROC")
+        pixel = dataset.masks is not None and bool(dataset.masks.any())
+        scores, _, *maps = self._scores(net, dataset, ctx, keep_maps=pixel)
+        metrics = {"image_auroc": float(roc_auc_score(labels, scores))}
+        if pixel:
+            metrics["pixel_auroc"] = float(roc_auc_score(dataset.masks.numpy().ravel(), maps[0].ravel()))
+        image_t, pixel_t = float(net.image_threshold), float(net.pixel_threshold)
+        if math.isfinite(image_t):
+            metrics["image_f1"] = float(f1_score(labels, scores > image_t))
+            metrics["image_threshold"] = image_t
+            metrics["pixel_threshold"] = pixel_t
+        return metrics
+
+    # ----------------------------------------------------------------- use
+    def sample_input(self, model) -> tuple:
+        image, _ = A.texture_sample(self._texture_of(model), "scratch")
+        return (torch.from_numpy(image).permute(2, 0, 1)[None].contiguous(),)
+
+    @staticmethod
+    def _texture_of(model) -> str:
+        tag = (getattr(model, "pretrained_cfg", {}) or {}).get("tag") or ""
+        short = tag.split(".", 1)[-1]
+        return short if short in A.TEXTURES else "brick"
+
+    def predict(self, model, inputs: str | None, out_dir: Path, ctx=None) -> list[Path]:
+        """Score images; write `<name>_heatmap.png` (overlay + mask outline), `<name>_mask.png`, scores.json.
+
+        `inputs`: an image file or a folder of images (any size; the map comes back at that size),
+        or nothing for one generated sample of each planted defect on the model's texture.
+        """
+        from PIL import Image
+
+        net = _unwrap(model).eval()
+        if not math.isfinite(float(net.pixel_threshold)):
+            raise ValueError("patchcore has no fitted memory bank and thresholds: fit it first "
+                             "(zoo train / zoo finetune patchcore --data MVTEC_CATEGORY_DIR)")
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if inputs:
+            src = Path(inputs)
+            files = A.image_files(src) if src.is_dir() else [src]
+            if not files or not all(f.is_file() for f in files):
+                raise ValueError(f"predict: {src} is not an image file or a folder of images "
+                                 f"({', '.join(A.IMAGE_EXTS)})")
+            items = []
+            for f in files:
+                with Image.open(f) as im:
+                    items.append((f.stem, np.asarray(im.convert("RGB"), np.float32) / 255.0))
+        else:
+            texture = self._texture_of(model)
+            items = [(f"{texture}_{kind}", A.texture_sample(texture, kind)[0]) for kind in A.DEFECTS]
+        device = next(iter(net.buffers())).device
+        paths, report = [], {}
+        for name, image in items:
+            x = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)
+            with torch.no_grad():
+                out = net(x)
+            amap = out["anomaly_map"][0].float().cpu().numpy()
+            mask = amap > float(net.pixel_threshold)
+            score = float(out["score"][0])
+            heat = overlay(image, amap, float(net.pixel_threshold), mask)
+            Image.fromarray(heat).save(out_dir / f"{name}_heatmap.png")
+            Image.fromarray(mask.astype(np.uint8) * 255).save(out_dir / f"{name}_mask.png")
+            paths += [out_dir / f"{name}_heatmap.png", out_dir / f"{name}_mask.png"]
+            report[name] = {"score": score, "anomalous": score > float(net.image_threshold),
+                            "defect_pixels": int(mask.sum())}
+        (out_dir / "scores.json").write_text(json.dumps({"image_threshold": float(net.image_threshold),
+                                                         "pixel_threshold": float(net.pixel_threshold),
+                                                         "images": report}, indent=2) + "\n")
+        return paths + [out_dir / "scores.json"]
+
+    def draw_sample(self, model, out_path: Path) -> Path:
+        """Each planted defect on the model's texture: the image and its heatmap with the mask outline."""
+        from PIL import Image
+
+        net = _unwrap(model).eval()
+        texture = self._texture_of(model)
+        device = next(iter(net.buffers())).device
+        tiles = []
+        for kind in A.DEFECTS:
+            image, _ = A.texture_sample(texture, kind)
+            with torch.no_grad():
+                amap = net(torch.from_numpy(image).permute(2, 0, 1)[None].to(device))["anomaly_map"][0].cpu().numpy()
+            t = float(net.pixel_threshold)
+            t = t if math.isfinite(t) else float(amap.max())
+            tiles.append(np.concatenate([(image * 255).astype(np.uint8), overlay(image, amap, t, amap > t)], 0))
+        Image.fromarray(np.concatenate(tiles, 1)).save(out_path)
+        return Path(out_path)
+
+
+def overlay(image: np.ndarray, amap: np.ndarray, threshold: float, mask: np.ndarray) -> np.ndarray:
+    """The image blended with a jet heatmap (threshold at the middle of the scale) and the mask's outline in white.
+
+    Shapes: image (H, W, 3) float in [0, 1]; amap, mask (H, W) -> (H, W, 3) uint8.
+    """
+    import matplotlib
+
+    level = np.clip(amap / (2 * threshold), 0, 1) if threshold > 0 else np.zeros_like(amap)
+    heat = matplotlib.colormaps["jet"](level)[..., :3]
+    out = 0.5 * image + 0.5 * heat
+    m = torch.from_numpy(mask.astype(np.float32))[None, None]
+    inner = -torch.nn.functional.max_pool2d(-m, 3, 1, 1)  # erosion
+    out[(m - inner)[0, 0].numpy() > 0] = 1.0
+    return (np.clip(out, 0, 1) * 255).astype(np.uint8)
+
+
+TASK = AnomalyDetection()
