@@ -90,7 +90,7 @@ def test_nerfstudio_format(scene_dir, tmp_path):
     (lambda m: m["frames"][0].update(transform_matrix=np.diag([1.0, 1.0, -1.0, 1.0]).tolist()), "not rigid"),
     (lambda m: m.pop("camera_angle_x"), "neither 'camera_angle_x'"),
     (lambda m: m["frames"][3].pop("file_path"), "frame 3: each frame needs 'file_path'"),
-    (lambda m: m.update(frames=[]), "non-empty 'frames'"),
+    (lambda m: m.update(frames=[]), "non-empty list under key 'frames'"),
 ])
 def test_bad_transforms_are_named(scene_dir, tmp_path, edit, message):
     folder = _copy(scene_dir, tmp_path)

@@ -47,6 +47,21 @@ def cache_dir(name: str) -> Path:
     raise OSError(f"no writable cache folder for {name!r} (tried {', '.join(str(b) for b in bases)}); set ZOO_CACHE")
 
 
+def read_json_listing(path: str | os.PathLike, key: str) -> dict:
+    """A JSON object whose `key` holds a non-empty list (a scene's frames, a data set's samples).
+
+    Raises ValueError naming the file for invalid JSON or a missing/empty list.
+    """
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(doc, dict) or not isinstance(doc.get(key), list) or not doc[key]:
+        raise ValueError(f"{path}: expected an object with a non-empty list under key {key!r}")
+    return doc
+
+
 def bundled_dir(name: str) -> Path:
     """`recipes` or `weights` shipped with zoo: the source tree's top level, else the wheel's copy."""
     source = REPO_ROOT / name

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from zoo.utils import read_json_listing
+
 BLENDER_FOV_X = 0.6911112070083618  # camera_angle_x of the NeRF synthetic scenes
 ROTATION_TOLERANCE = 1e-3  # max |R^T R - I| and |det R - 1| of a rigid camera rotation
 
@@ -134,13 +136,7 @@ def check_pose(matrix, where: str) -> torch.Tensor:
 
 
 def _load_json(path: Path) -> dict:
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list) or not meta["frames"]:
-        raise ValueError(f"{path}: expected an object with a non-empty 'frames' list")
-    return meta
+    return read_json_listing(path, "frames")
 
 
 def find_transforms(root: str | Path, split: str = "train") -> Path:
