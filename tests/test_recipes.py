@@ -62,6 +62,8 @@ def test_yaml_is_safe_loaded(tmp_path):
 
 
 BUNDLED = R.list_recipes()
+# Recipes whose first few steps are too noisy to show a lower loss: a few more steps for them.
+SMOKE_EXTRA = {"nerf/vanilla_lego": ["train.max_steps=12"]}
 
 
 @pytest.mark.parametrize("name", BUNDLED)
@@ -78,10 +80,13 @@ def test_recipe_smoke(name, tmp_path):
     """Every recipe runs a few steps: finite loss, lower at the end where that applies."""
     raw, _ = R.load(name)
     task = get_task(raw["task"])
-    run_dir, result = train(name, list(task.smoke_overrides), runs_root=tmp_path)
-    losses = [json.loads(line).get("loss") for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    run_dir, result = train(name, list(task.smoke_overrides) + SMOKE_EXTRA.get(name, []), runs_root=tmp_path)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    losses = [r.get("loss") for r in records if r.get("split", "train") == "train"]  # not the validation losses
     losses = [v for v in losses if v is not None]
     assert all(math.isfinite(v) for v in losses)
-    if task.smoke_loss_decreases and len(losses) >= 2:
+    # From converged weights (fine-tuning recipes) a few steps need not lower the loss: checked from scratch only.
+    from_scratch = not raw.get("model", {}).get("pretrained")
+    if task.smoke_loss_decreases and from_scratch and len(losses) >= 2:
         assert min(losses[len(losses) // 2:]) < losses[0], f"loss did not go down: {losses}"
     assert result["metrics"]

@@ -82,9 +82,11 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def _find_fashion_mnist(root: str | Path | None) -> Path | None:
-    candidates = [Path(root).expanduser()] if root else []
-    candidates += [Path(d) for d in FASHION_MNIST_DIRS]
-    candidates += [data_root() / "fashion-mnist", data_root() / "FashionMNIST" / "raw"]
+    if root:  # an explicit folder is the only place looked at
+        candidates = [Path(root).expanduser()]
+    else:
+        candidates = [Path(d) for d in FASHION_MNIST_DIRS]
+        candidates += [data_root() / "fashion-mnist", data_root() / "FashionMNIST" / "raw"]
     names = [n for pair in FASHION_MNIST_FILES.values() for n in pair]
     for folder in candidates:
         if all((folder / n).is_file() for n in names):
