@@ -35,7 +35,8 @@ def tour(out: Path = Path("out/tour")) -> int:
     families = {}
     for name in registry.list_models():
         spec = registry.get_spec(name)
-        families.setdefault(spec.family, spec)
+        if spec.family not in families or spec.name == spec.family:  # the family's own arch ("gcn", not "dagnn")
+            families[spec.family] = spec
     for family, spec in sorted(families.items()):
         tag = spec.default_tag
         if not tag or tag not in weights.load_index():
@@ -50,8 +51,12 @@ def tour(out: Path = Path("out/tour")) -> int:
             ms = _latency_ms(model, args)
             s = weights.card_summary(weights.get_card(tag))
             params = sum(p.numel() for p in model.parameters())
+            buffers = sum(b.numel() for b in model.buffers())
+            size = f"{params / 1e6:.2f}M"
+            if buffers > params:  # PatchCore: a frozen backbone and a memory bank, stored as buffers
+                size += f" (+{buffers / 1e6:.2f}M in buffers)"
             value = f"{s['metric']}={s['value']:.4f}" if isinstance(s["value"], float) else str(s["value"])
-            rows.append([family, tag, f"{params / 1e6:.2f}M", value, f"{ms:.1f} ms (load {load_s:.1f} s)"])
+            rows.append([family, tag, size, value, f"{ms:.1f} ms (load {load_s:.1f} s)"])
             pic = task.draw_sample(model, out / f"{family}.png")
             if pic is not None:
                 pictures.append((tag, Path(pic)))
