@@ -103,6 +103,7 @@ class Trainer:
         self.logger = MetricLogger(ctx.run_dir, ctx.is_main)
         self.ckpt_dir = ctx.run_dir / "checkpoints" if ctx.run_dir else None
         self.history: list[dict] = []
+        self._best: dict | None = None  # best weights not yet written (see fit's checkpoint)
 
     # ------------------------------------------------------------------ checkpoints (also for custom fits)
     def save(self, name: str, payload: dict) -> None:
@@ -161,6 +162,13 @@ class Trainer:
             train_model = torch.compile(train_model)
 
         def checkpoint(name="last"):
+            # The best weights so far are kept in memory and written here, just before the position
+            # that records their score: one disk write per checkpoint, not one per improving
+            # evaluation (on Cora an epoch is ~9 ms and a synced write costs about as much), and
+            # best.pt and last.pt always agree after a crash.
+            if self._best is not None:
+                self.save("best", self._best)
+                self._best = None
             self.save(name, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                              "scheduler": sched.state_dict(), "ema": ema.state_dict() if ema else None,
                              "position": dict(pos), "rng": rng_state()})
@@ -250,7 +258,8 @@ class Trainer:
         better = pos["best"] is None or (m[key] > pos["best"] if task.mode == "max" else m[key] < pos["best"])
         if better:
             pos["best"], pos["bad_evals"] = m[key], 0
-            self.save("best", {"model": model.state_dict(), "metrics": m, "step": pos["step"]})
+            state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}  # off the GPU
+            self._best = {"model": state, "metrics": m, "step": pos["step"]}
         else:
             pos["bad_evals"] += 1
         patience = self.cfg["early_stop"]
