@@ -126,8 +126,10 @@ def train(recipe_name, overrides=(), *, resume: str | Path | None = None, run_di
         if "weights" in recipe:
             card.update(tag=recipe["weights"]["tag"], license=recipe["weights"]["license"],
                         datasets=recipe["weights"]["datasets"])
-        else:  # a fine-tuned model is not the published tag it started from
-            card.update(tag=f"{recipe['model']['name']}.{run_dir.name}")
+        else:  # a fine-tuned model is not the published tag it started from: the run names it
+            name = recipe["model"]["name"]  # "cnn", "cnn.fashion_mnist", "timm/resnet18", "local-dir:..."
+            arch = "model" if ":" in name else name.partition("/")[0].partition(".")[0]
+            card.update(tag=f"{arch}.{run_dir.name}")
         W.save_pretrained(model, run_dir / "model", config=card, recipe=recipe)
         write_json(run_dir / "result.json", result)
     if ctx.world_size > 1:

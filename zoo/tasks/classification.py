@@ -194,19 +194,13 @@ class ClassificationTask(Task):
                 for name, s in (("train", train), ("val", val), ("test", test))}
         info = {"num_classes": len(train.classes), "in_chans": spec["channels"], "labels": list(train.classes),
                 "input_spec": spec, "sizes": {k: len(v) for k, v in wrap.items() if v is not None}}
-        if "weights" not in ctx.recipe:
-            # A run that publishes nothing (fine-tuning, your own recipe) still needs a tag of its own:
-            # otherwise its card keeps the starting weights' tag (and their sha256), or None for timm.
-            name = ctx.recipe["model"]["name"]
-            arch = "model" if ":" in name else name.partition("/")[0].partition(".")[0]
-            info["tag"] = f"{arch}.run-{cfg['dataset']}"
         return Data(wrap["train"], wrap["val"], wrap["test"], info)
 
     def model_args(self, data: Data) -> dict:
         return {"num_classes": data.info["num_classes"], "in_chans": data.info["in_chans"]}
 
     def card_extras(self, data: Data) -> dict:
-        return {k: data.info[k] for k in ("input_spec", "labels", "tag") if k in data.info}
+        return {k: data.info[k] for k in ("input_spec", "labels") if k in data.info}
 
     def build_augment(self, cfg: dict, data: Data, device):
         from zoo.augment import ClassificationAugment
