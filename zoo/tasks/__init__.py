@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import importlib
 
-from .base import Data, Task, TensorBatches
+from .base import Data, Task, TensorBatches, unwrap
 
-__all__ = ["Data", "Task", "TensorBatches", "get_task"]
+__all__ = ["Data", "Task", "TensorBatches", "get_task", "unwrap"]
 
 
 def get_task(name: str) -> Task:

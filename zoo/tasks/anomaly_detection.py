@@ -32,17 +32,12 @@ from zoo.data import anomaly as A
 from zoo.engine import sequential_batches
 from zoo.recipes import OPT_STR
 from zoo.recipes import F as Field
-from zoo.tasks.base import Data, Task
+from zoo.tasks.base import Data, Task, unwrap
 
 SOURCES = ("mvtec", "textures", "fashion_mnist")
 OPT_INT = (int, type(None))
 
 
-def _unwrap(model):
-    for attr in ("module", "_orig_mod"):
-        while hasattr(model, attr):
-            model = getattr(model, attr)
-    return model
 
 
 def _batch_size(ctx) -> int:
@@ -122,7 +117,7 @@ class AnomalyDetection(Task):
     # ----------------------------------------------------------------- fitting
     def fit(self, model, data: Data, ctx) -> dict:
         """One pass over the normal images -> coreset memory bank -> thresholds from held-out normals."""
-        net = _unwrap(model).to(ctx.device).eval()
+        net = unwrap(model).to(ctx.device).eval()
         start = time.monotonic()
         ckpt = ctx.trainer.restore("last")
         if ckpt is not None:  # resumed: the bank was already built
@@ -177,7 +172,7 @@ class AnomalyDetection(Task):
     def evaluate(self, model, dataset, ctx) -> dict[str, float]:
         from sklearn.metrics import f1_score, roc_auc_score
 
-        net = _unwrap(model)
+        net = unwrap(model)
         labels = dataset.labels.numpy()
         if len(set(labels.tolist())) < 2:
             raise ValueError("anomaly_detection: evaluation needs normal and anomalous images for AUROC")
@@ -212,7 +207,7 @@ class AnomalyDetection(Task):
         """
         from PIL import Image
 
-        net = _unwrap(model).eval()
+        net = unwrap(model).eval()
         if not math.isfinite(float(net.pixel_threshold)):
             raise ValueError("patchcore has no fitted memory bank and thresholds: fit it first "
                              "(zoo train / zoo finetune patchcore --data MVTEC_CATEGORY_DIR)")
@@ -255,7 +250,7 @@ class AnomalyDetection(Task):
         """Each planted defect on the model's texture: the image and its heatmap with the mask outline."""
         from PIL import Image
 
-        net = _unwrap(model).eval()
+        net = unwrap(model).eval()
         texture = self._texture_of(model)
         device = next(iter(net.buffers())).device
         tiles = []

@@ -23,6 +23,13 @@ from pathlib import Path
 from typing import Any
 
 
+def unwrap(model):
+    """The model inside DDP (`.module`) and torch.compile (`._orig_mod`) wrappers, for its own attributes."""
+    for attr in ("module", "_orig_mod"):
+        while hasattr(model, attr):
+            model = getattr(model, attr)
+    return model
+
 @dataclass
 class Data:
     train: Any = None

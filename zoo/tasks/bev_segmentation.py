@@ -34,7 +34,7 @@ from zoo.data import bev as D
 from zoo.engine import sequential_batches
 from zoo.recipes import NUM, OPT_STR
 from zoo.recipes import F as Field
-from zoo.tasks.base import Data, Task, TensorBatches
+from zoo.tasks.base import Data, Task, TensorBatches, unwrap
 
 AUGMENT_DEFAULTS = {"rotate_degrees": 22.5, "flip_p": 0.5, "scale": [0.95, 1.05], "photometric": True,
                     "color_jitter": [0.3, 0.3, 0.3, 0.05]}
@@ -43,11 +43,6 @@ PEAK_THRESHOLD = 0.3
 MATCH_CELLS = 2.0
 
 
-def _unwrap(model):
-    for attr in ("module", "_orig_mod"):
-        while hasattr(model, attr):
-            model = getattr(model, attr)
-    return model
 
 
 class Scenes(TensorBatches):
@@ -318,7 +313,7 @@ class BevSegmentation(Task):
     def train_step(self, model, batch, ctx):
         images, intrinsics, cam_to_ego = self._inputs(batch)
         labels, boxes = batch["labels"], batch["boxes"]
-        net = _unwrap(model)
+        net = unwrap(model)
         if ctx.augment is not None:
             out = ctx.augment(images, intrinsics, cam_to_ego, labels, points=boxes[..., :3])
             images, cam_to_ego, labels = out.images, out.cam_to_ego, out.bev_labels
@@ -337,7 +332,7 @@ class BevSegmentation(Task):
         return loss, logs
 
     def evaluate(self, model, dataset: Scenes, ctx) -> dict[str, float]:
-        net = _unwrap(model)
+        net = unwrap(model)
         ours = (tuple(dataset.grid), tuple(map(float, dataset.x_range)), tuple(map(float, dataset.y_range)))
         theirs = (tuple(net.grid), tuple(map(float, net.x_range)), tuple(map(float, net.y_range)))
         if ours != theirs:
@@ -378,7 +373,7 @@ class BevSegmentation(Task):
         return ["data.source=json", f"data.root={data_path}"]
 
     def sample_scene(self, model) -> dict:
-        net = _unwrap(model)
+        net = unwrap(model)
         world = D.WorldConfig(image_size=tuple(net.image_size), x_range=net.x_range, y_range=net.y_range,
                               grid=net.grid)
         return D.generate_scenes(1, 12345, world, cache=False)
@@ -390,7 +385,7 @@ class BevSegmentation(Task):
         scene = self.sample_scene(model)
         with torch.no_grad():
             out = model(*self._inputs(scene))
-        return draw_scene(scene, 0, out, Path(out_path), _unwrap(model))
+        return draw_scene(scene, 0, out, Path(out_path), unwrap(model))
 
     def predict(self, model, inputs: str | None, out_dir: Path, ctx=None) -> list[Path]:
         """Draw each sample: the cameras with predicted (red) and true (green) boxes, the BEV map and its truth.
@@ -398,7 +393,7 @@ class BevSegmentation(Task):
         `inputs`: a samples.json in zoo's layout (or a folder holding one); its first 8 samples are
         drawn. Nothing: a generated scene.
         """
-        net = _unwrap(model)
+        net = unwrap(model)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         scenes = D.read_json(inputs, tuple(net.image_size))[0] if inputs else self.sample_scene(net)

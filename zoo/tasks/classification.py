@@ -30,7 +30,7 @@ from zoo.data import images as I
 from zoo.engine import sequential_batches
 from zoo.recipes import NUM, OPT_STR
 from zoo.recipes import F as Field
-from zoo.tasks.base import Data, Task, TensorBatches
+from zoo.tasks.base import Data, Task, TensorBatches, unwrap
 
 DATASETS = ("fashion_mnist", "digits", "folder", "csv")
 
@@ -59,11 +59,6 @@ class TrainTransform:
         return self.augment(images)
 
 
-def _unwrap(model):
-    for attr in ("module", "_orig_mod"):  # DDP / torch.compile wrappers
-        while hasattr(model, attr):
-            model = getattr(model, attr)
-    return model
 
 
 def _adapt_stats(values: list[float], channels: int) -> list[float]:
@@ -284,7 +279,7 @@ class ClassificationTask(Task):
         """
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        net = _unwrap(model).eval()
+        net = unwrap(model).eval()
         dataset, files = self.prediction_inputs(net, inputs)
         with torch.no_grad():
             probs, labels = self.predictions(net, dataset)
@@ -352,7 +347,7 @@ class ClassificationTask(Task):
     def sample_input(self, model) -> tuple:
         """The first test images of the weights' own data set, normalised (else random inputs)."""
         try:
-            dataset, _ = self.prediction_inputs(_unwrap(model), None)
+            dataset, _ = self.prediction_inputs(unwrap(model), None)
         except (ValueError, OSError):
             return model.example_inputs(1)
         return (self._eval_transform(dataset.spec, torch.device("cpu"))(dataset.tensors[0][:1]),)

@@ -33,16 +33,8 @@ import torch.nn.functional as F
 from zoo.data import scenes as S
 from zoo.recipes import NUM, OPT_STR
 from zoo.recipes import F as Field
-from zoo.tasks.base import Data, Task
+from zoo.tasks.base import Data, Task, unwrap
 from zoo.utils import data_root
-
-
-def _unwrap(model):
-    """The radiance field inside DDP / torch.compile wrappers."""
-    for attr in ("module", "_orig_mod"):
-        while hasattr(model, attr):
-            model = getattr(model, attr)
-    return model
 
 
 class RayBatches:
@@ -220,7 +212,7 @@ class NovelView(Task):
 
     # ----------------------------------------------------------------- training
     def fit(self, model, data: Data, ctx) -> dict:
-        field = _unwrap(model)
+        field = unwrap(model)
         if hasattr(field, "reset_occupancy") and not ctx.resume and bool((field.density_grid >= 0).any()):
             # Pretrained weights come with their scene's empty space; the new scene may fill it.
             field.reset_occupancy(warmup=ctx.recipe["data"]["occupancy_warmup"])
@@ -231,7 +223,7 @@ class NovelView(Task):
 
     def train_step(self, model, batch, ctx):
         cfg = ctx.recipe["data"]
-        field = _unwrap(model)
+        field = unwrap(model)
         if hasattr(field, "on_train_step"):
             field.on_train_step()
         n = len(batch["rays_o"])
@@ -317,7 +309,7 @@ class NovelView(Task):
 def render_view(model, c2w: torch.Tensor, intrinsics: torch.Tensor, height: int, width: int, background) -> dict:
     """Render one camera given its (4,) fx, fy, cx, cy intrinsics."""
     fx, fy, cx, cy = (float(v) for v in intrinsics)
-    return _unwrap(model).render(c2w, height, width, (fx, fy), background=background, center=(cx, cy))
+    return unwrap(model).render(c2w, height, width, (fx, fy), background=background, center=(cx, cy))
 
 
 TASK = NovelView()

@@ -30,19 +30,13 @@ import torch.nn.functional as F
 from zoo.data import volumes as V
 from zoo.recipes import NUM, OPT_STR
 from zoo.recipes import F as Field
-from zoo.tasks.base import Data, Task
+from zoo.tasks.base import Data, Task, unwrap
 
 AUGMENT_DEFAULTS = {"rotate_degrees": [15.0, 15.0, 15.0], "scale": [0.9, 1.1], "flip_axes": [0, 1, 2],
                     "flip_p": 0.5, "gamma": [0.7, 1.5], "noise_std": 0.1, "bias_field": 0.3, "p_affine": 0.5,
                     "p_gamma": 0.3, "p_noise": 0.15, "p_bias": 0.3}
 
 
-def _unwrap(model):
-    """The UNet3D inside DDP / torch.compile wrappers (for its attributes and segment())."""
-    for attr in ("module", "_orig_mod"):
-        while hasattr(model, attr):
-            model = getattr(model, attr)
-    return model
 
 
 def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1e-5) -> tuple[torch.Tensor, dict]:
@@ -242,7 +236,7 @@ class VolumeSegmentation(Task):
         x, y = batch["image"], batch["label"]
         if ctx.augment is not None:
             x, y = ctx.augment(x, y)
-        if getattr(_unwrap(model), "deep_supervision", False):
+        if getattr(unwrap(model), "deep_supervision", False):
             logits, aux = model(x, return_aux=True)
         else:
             logits, aux = model(x), []
@@ -258,7 +252,7 @@ class VolumeSegmentation(Task):
         return loss, logs
 
     def evaluate(self, model, dataset, ctx) -> dict[str, float]:
-        net = _unwrap(model)
+        net = unwrap(model)
         cfg = ctx.recipe["data"]
         k = net.num_classes
         counts = torch.zeros(3, k, dtype=torch.float64)
@@ -283,7 +277,7 @@ class VolumeSegmentation(Task):
 
     def sample_volume(self, model) -> tuple[torch.Tensor, np.ndarray]:
         """A volume to show the model on: the MNI152 template for tissue models, else a generated one."""
-        net = _unwrap(model)
+        net = unwrap(model)
         cfg = getattr(net, "pretrained_cfg", {}) or {}
         if cfg.get("labels") == V.TISSUE_LABELS and net.in_chans == 1:
             spacing = (cfg.get("input_spec") or {}).get("spacing_mm") or [2.0] * 3
@@ -294,7 +288,7 @@ class VolumeSegmentation(Task):
 
     def sample_input(self, model) -> tuple:
         image, _ = self.sample_volume(model)
-        net = _unwrap(model)
+        net = unwrap(model)
         starts = [max(0, (s - p) // 2) for s, p in zip(image.shape[1:], net.patch_size)]
         crop = image[:, starts[0]:starts[0] + net.patch_size[0], starts[1]:starts[1] + net.patch_size[1],
                      starts[2]:starts[2] + net.patch_size[2]]
@@ -303,7 +297,7 @@ class VolumeSegmentation(Task):
 
     def draw_sample(self, model, out_path: Path) -> Path:
         image, affine = self.sample_volume(model)
-        net = _unwrap(model)
+        net = unwrap(model)
         labels = net.segment(image)
         title = (getattr(net, "pretrained_cfg", {}) or {}).get("tag") or "unet3d"
         return draw_slices(image[0].numpy(), labels.numpy(), Path(out_path), self._names(net), title=title,
@@ -322,7 +316,7 @@ class VolumeSegmentation(Task):
         model's `input_spec.spacing_mm` are resampled to it, segmented, and the probabilities are
         resampled back, so the output lies on the input's grid.
         """
-        net = _unwrap(model)
+        net = unwrap(model)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         if inputs:
