@@ -6,7 +6,7 @@ Sources
                     background / grey matter / white matter by TISSUE_RULE.
   colin27_gm()      Colin27 (ch2bet.nii.gz) with the grey matter that the AAL atlas delineates on it
                     (Debian package mricron-data, /usr/share/mricron/templates).
-  synthetic_volumes()  ellipsoids and boxes with overlapping intensity ranges, blur, bias field, noise.
+  synthetic_volumes()  ellipsoids (darker) and boxes (brighter) under blur, bias field and noise.
   read_pairs(root)  a folder of image/label pairs (NIfTI or NumPy), validated before anything runs.
 
 Conventions: an image is (C, D, H, W) float32, a label map (D, H, W) int64, and array axes are the
@@ -203,16 +203,19 @@ def _smooth_field(shape: tuple[int, ...], rng: np.random.Generator, grid: int = 
     return torch.nn.functional.interpolate(coarse, size=shape, mode="trilinear", align_corners=True)[0, 0]
 
 
-def synthetic_volume(shape: tuple[int, int, int], rng: np.random.Generator, objects_per_64: tuple[int, int] = (4, 8),
+def synthetic_volume(shape: tuple[int, int, int], rng: np.random.Generator, objects_per_64: tuple[int, int] = (5, 10),
                      noise: float = 0.2, bias: float = 0.3, blur: float = 0.8) -> tuple[torch.Tensor, torch.Tensor]:
     """One generated volume: randomly rotated ellipsoids (label 1) and boxes (label 2).
 
-    Ellipsoids draw their intensity from U(0.4, 0.8), boxes from U(0.6, 1.0): in the overlap, and
-    under the bias field, intensity alone cannot tell them apart and shape has to. The number
-    of objects is drawn from `objects_per_64` per 64^3 voxels (fewer when they do not fit), and
+    Ellipsoids (half-axes 6-12 voxels) draw their intensity from U(0.3, 0.6), boxes (half-sides
+    5-9.5) from U(0.7, 1.0): apart in the clean image, as the classes of MONAI's generator, but the
+    bias field below scales intensities by about 0.55-1.8x (two standard deviations) across the
+    volume, so brightness alone does not separate the classes everywhere and shape and local
+    contrast have to help. The number of
+    objects is drawn from `objects_per_64` per 64^3 voxels (fewer when they do not fit), and
     objects keep a gap of at least 2 voxels. The image is blurred (a Gaussian point-spread
     function, sigma `blur` voxels), multiplied by a smooth bias field exp(bias * field) and given
-    Gaussian noise of std `noise` (object contrast 0.4 to 1.0 over a background of 0).
+    Gaussian noise of std `noise` (object contrast 0.3 to 1.0 over a background of 0).
 
     Returns (image (1, D, H, W) float32, not yet normalised; label (D, H, W) int64).
     """
@@ -225,7 +228,7 @@ def synthetic_volume(shape: tuple[int, int, int], rng: np.random.Generator, obje
         if len(spheres) == target:
             break
         kind = int(rng.integers(1, 3))
-        half = rng.uniform(6, 14, size=3) if kind == 1 else rng.uniform(5, 11, size=3)
+        half = rng.uniform(6, 12, size=3) if kind == 1 else rng.uniform(5, 9.5, size=3)
         reach = float(half.max() if kind == 1 else np.linalg.norm(half))
         centre = np.array([rng.uniform(min(reach, s / 2), max(s - reach, s / 2)) for s in shape])
         if any(np.linalg.norm(centre - c) < reach + r + 2 for c, r in spheres):  # a 2-voxel gap at least
@@ -238,7 +241,7 @@ def synthetic_volume(shape: tuple[int, int, int], rng: np.random.Generator, obje
         inside = (((u / half) ** 2).sum(-1) <= 1) if kind == 1 else (np.abs(u) <= half).all(-1)
         box = tuple(slice(a, b) for a, b in zip(lo, hi))
         label[box][inside] = kind
-        image[box][inside] = rng.uniform(0.4, 0.8) if kind == 1 else rng.uniform(0.6, 1.0)
+        image[box][inside] = rng.uniform(0.3, 0.6) if kind == 1 else rng.uniform(0.7, 1.0)
         spheres.append((centre, reach))
     img = torch.from_numpy(image)[None, None]
     if blur > 0:

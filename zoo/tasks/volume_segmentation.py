@@ -94,7 +94,7 @@ class VolumeSegmentation(Task):
         "n_train": Field(int, 16, "synthetic: training volumes"),
         "n_val": Field(int, 2, "synthetic: validation volumes"),
         "n_test": Field(int, 8, "synthetic: test volumes"),
-        "noise": Field(NUM, 0.2, "synthetic: noise std (object contrast 0.5-1)"),
+        "noise": Field(NUM, 0.2, "synthetic: noise std (object contrast 0.3-1)"),
         "bias": Field(NUM, 0.3, "synthetic: bias-field strength (log scale)"),
         "val_fraction": Field(NUM, 0.2, "folder: share of cases held out for validation (1: evaluate all)"),
         "num_classes": Field((int, type(None)), None, "folder: classes (default: largest label + 1)"),
