@@ -127,6 +127,26 @@ def test_schedules_and_accumulation(tmp_path, schedule):
     assert result["metrics"]["accuracy"] > 0.3
 
 
+def test_ckpt_min_seconds_skips_checkpoints_of_a_short_run(tmp_path, monkeypatch):
+    import zoo.engine.trainer as trainer
+
+    written = []
+    real = trainer.save_checkpoint
+
+    def save(path, payload):
+        written.append(path.name)
+        real(path, payload)
+
+    monkeypatch.setattr(trainer, "save_checkpoint", save)
+    run_dir, _ = train(TOY, ["train.epochs=3", "train.ckpt_every=2"], runs_root=tmp_path / "a")
+    assert written.count("last.pt") > 1
+    written.clear()
+    run_dir, _ = train(TOY, ["train.epochs=3", "train.ckpt_every=2", "train.ckpt_min_seconds=3600"],
+                       runs_root=tmp_path / "b")
+    assert written.count("last.pt") == 1  # only the final one
+    assert load_checkpoint(run_dir / "checkpoints" / "best.pt")["metrics"]  # the best weights still reach disk
+
+
 def test_recipe_errors_before_training(tmp_path):
     from zoo.recipes import RecipeError
 
@@ -143,6 +163,7 @@ def test_checkpoint_is_atomic(tmp_path):
     path = tmp_path / "c.pt"
     save_checkpoint(path, {"a": torch.ones(3)})
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left behind
+    assert path.stat().st_mode & 0o044, "readable by others like any file (mkstemp's 0600 not kept)"
     assert torch.equal(load_checkpoint(path)["a"], torch.ones(3))
     path.write_bytes(b"garbage")
     with pytest.raises(RuntimeError, match="cannot read checkpoint"):

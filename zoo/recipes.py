@@ -78,6 +78,8 @@ ENGINE_SCHEMA: dict[str, Any] = {
         "num_workers": F(int, 0),
         "eval_every": F(NUM, 1, "epochs between evaluations"),
         "ckpt_every": F((int, type(None)), None, "steps between checkpoints (default: each epoch)"),
+        "ckpt_min_seconds": F(NUM, 0, "skip a due checkpoint until this many seconds passed since the last "
+                                      "(runs of seconds need only the final one); 0: every ckpt_every steps"),
         "log_every": F(int, 50),
         "max_minutes": F((int, float, type(None)), None),
         "threads": F((int, type(None)), None),

@@ -11,7 +11,8 @@ keeping the weights with the lowest validation loss. The loops:
   pyg-sparse  the same model and loop on the same sparse CSR features zoo trains on;
   zoo-model   the same loop around zoo's `gcn` model (one shared adjacency normalisation per forward);
   zoo-engine  `zoo train recipes/gcn/cora.yaml data.seeds=1`: the engine's loop (seeded epoch order,
-              checkpoints every 50 epochs + final, best-checkpoint saves, metrics.jsonl, progress bar).
+              checkpoints every 50 epochs but at most one per 30 s - for a run of seconds only the final
+              one, with the best weights -, metrics.jsonl, progress bar).
 zoo-engine vs zoo-model is the engine's overhead (identical model and tensors); vs pyg-sparse it is
 what a user sees switching from their own loop. Rounds are interleaved and the median is reported,
 because the machine may be shared (say so when quoting the numbers).

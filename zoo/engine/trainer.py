@@ -175,6 +175,7 @@ class Trainer:
 
         eval_every = max(1, int(round(cfg["eval_every"] * steps_per_epoch)))
         ckpt_every = cfg["ckpt_every"] or steps_per_epoch
+        ckpt_gap, last_ckpt = cfg["ckpt_min_seconds"], time.monotonic()
         deadline = time.monotonic() + 60 * cfg["max_minutes"] if cfg["max_minutes"] else None
         start = time.monotonic() - pos["elapsed"]
         bar = self.progress(total, pos["step"])
@@ -216,8 +217,9 @@ class Trainer:
                     stop = self._evaluate(ema.module if ema else model, data.val, pos, checkpoint)
                     model.train()
                 pos["elapsed"] = time.monotonic() - start
-                if boundary and pos["step"] % ckpt_every == 0:
+                if boundary and pos["step"] % ckpt_every == 0 and time.monotonic() - last_ckpt >= ckpt_gap:
                     checkpoint()
+                    last_ckpt = time.monotonic()
                 if stop or (deadline and time.monotonic() > deadline):
                     stop = True
                     break
