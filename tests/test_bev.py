@@ -335,13 +335,14 @@ def test_finetune_on_json_layout(json_dir, tmp_path, capsys):
     assert "iou_vehicle" in json.loads((run / "result.json").read_text())["metrics"]
 
 
-def test_card_metric_rechecked(capsys):
-    """`zoo eval bev.synthetic` on the card's 300 test scenes gives the card's vehicle IoU (a small training
+@pytest.mark.parametrize("tag", ["bev.synthetic", "bev_lss.synthetic"])
+def test_card_metric_rechecked(tag, capsys):
+    """`zoo eval TAG` on the card's 300 test scenes gives the card's vehicle IoU (a small training
     set is generated only for the prior baseline, which the card's metric does not use)."""
-    if "bev.synthetic" not in zoo.list_pretrained():
-        pytest.skip("bev.synthetic is not published yet")
-    card = zoo.model_info("bev.synthetic")
-    assert main(["eval", "bev.synthetic", "--json", "data.n_train=8", "data.n_val=0"]) == 0
+    if tag not in zoo.list_pretrained():
+        pytest.skip(f"{tag} is not published yet")
+    card = zoo.model_info(tag)
+    assert main(["eval", tag, "--json", "data.n_train=8", "data.n_val=0"]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert metrics["iou_vehicle"] == pytest.approx(card["metrics"]["iou_vehicle"], abs=1e-4)
     assert card["metrics"]["iou_vehicle_over_baseline"] >= 3
