@@ -211,11 +211,11 @@ def synthetic_volume(shape: tuple[int, int, int], rng: np.random.Generator, obje
     5-9.5) from U(0.7, 1.0): apart in the clean image, as the classes of MONAI's generator, but the
     bias field below scales intensities by about 0.55-1.8x (two standard deviations) across the
     volume, so brightness alone does not separate the classes everywhere and shape and local
-    contrast have to help. The number of
-    objects is drawn from `objects_per_64` per 64^3 voxels (fewer when they do not fit), and
-    objects keep a gap of at least 2 voxels. The image is blurred (a Gaussian point-spread
-    function, sigma `blur` voxels), multiplied by a smooth bias field exp(bias * field) and given
-    Gaussian noise of std `noise` (object contrast 0.3 to 1.0 over a background of 0).
+    contrast have to help. The number of objects is drawn from `objects_per_64` per 64^3 voxels
+    (fewer when they do not fit), and objects keep a gap of at least 2 voxels. The image is
+    blurred (a Gaussian point-spread function, sigma `blur` voxels), multiplied by a smooth bias
+    field exp(bias * field) and given Gaussian noise of std `noise` (object contrast 0.3 to 1.0
+    over a background of 0).
 
     Returns (image (1, D, H, W) float32, not yet normalised; label (D, H, W) int64).
     """

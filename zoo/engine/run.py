@@ -37,7 +37,8 @@ def hardware() -> str:
                 break
     except OSError:
         pass
-    desc = f"{torch.get_num_threads()} CPU threads ({cpu})"
+    threads = torch.get_num_threads()
+    desc = f"{threads} CPU thread{'s' if threads != 1 else ''} ({cpu})"
     if torch.cuda.is_available():
         desc = f"{torch.cuda.get_device_name()} + " + desc
     return desc
