@@ -128,8 +128,7 @@ def train(recipe_name, overrides=(), *, resume: str | Path | None = None, run_di
             card.update(tag=recipe["weights"]["tag"], license=recipe["weights"]["license"],
                         datasets=recipe["weights"]["datasets"])
         else:  # a fine-tuned model is not the published tag it started from: the run names it
-            name = recipe["model"]["name"]  # "cnn", "cnn.fashion_mnist", "timm/resnet18", "local-dir:..."
-            arch = "model" if ":" in name else name.partition("/")[0].partition(".")[0]
+            arch = (getattr(model, "pretrained_cfg", None) or {}).get("arch", "model")  # set by zoo.create
             card.update(tag=f"{arch}.{run_dir.name}")
         W.save_pretrained(model, run_dir / "model", config=card, recipe=recipe)
         write_json(run_dir / "result.json", result)

@@ -38,8 +38,6 @@ SOURCES = ("mvtec", "textures", "fashion_mnist")
 OPT_INT = (int, type(None))
 
 
-
-
 def _batch_size(ctx) -> int:
     train = ctx.recipe["train"] if ctx is not None else {}
     return train.get("eval_batch_size") or train.get("batch_size") or 16

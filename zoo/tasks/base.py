@@ -30,6 +30,7 @@ def unwrap(model):
             model = getattr(model, attr)
     return model
 
+
 @dataclass
 class Data:
     train: Any = None

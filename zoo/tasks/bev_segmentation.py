@@ -43,8 +43,6 @@ PEAK_THRESHOLD = 0.3
 MATCH_CELLS = 2.0
 
 
-
-
 class Scenes(TensorBatches):
     """Scenes as aligned tensors with a vectorised `get_batch`, plus what evaluation needs to know.
 

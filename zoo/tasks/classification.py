@@ -59,8 +59,6 @@ class TrainTransform:
         return self.augment(images)
 
 
-
-
 def _adapt_stats(values: list[float], channels: int) -> list[float]:
     # zoo.create's in_chans rule: grey = mean of the colour statistics; more channels repeat them.
     if len(values) == channels:

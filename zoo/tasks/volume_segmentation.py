@@ -37,8 +37,6 @@ AUGMENT_DEFAULTS = {"rotate_degrees": [15.0, 15.0, 15.0], "scale": [0.9, 1.1], "
                     "p_gamma": 0.3, "p_noise": 0.15, "p_bias": 0.3}
 
 
-
-
 def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1e-5) -> tuple[torch.Tensor, dict]:
     r"""Cross-entropy + (1 - soft Dice), Dice over the foreground classes with sums over the whole batch.
 
