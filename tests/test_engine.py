@@ -147,6 +147,25 @@ def test_ckpt_min_seconds_skips_checkpoints_of_a_short_run(tmp_path, monkeypatch
     assert load_checkpoint(run_dir / "checkpoints" / "best.pt")["metrics"]  # the best weights still reach disk
 
 
+def _val_steps(run_dir: Path) -> list[int]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r["step"] for r in map(json.loads, lines) if r.get("split") == "val"]
+
+
+def test_the_final_weights_are_always_validated(tmp_path):
+    """Validation every 0.4 epoch of a 2-epoch run, and at its end (not on the 0.4 grid); 0 = only the end."""
+    run_dir, _ = train(TOY, ["train.epochs=2", "train.eval_every=0.4"], runs_root=tmp_path / "a")
+    steps_per_epoch = json.loads((run_dir / "result.json").read_text())["fit"]["steps"] // 2
+    every = round(0.4 * steps_per_epoch)
+    total = 2 * steps_per_epoch
+    assert total % every, "the toy run should end off the validation grid"
+    assert _val_steps(run_dir) == list(range(every, total, every)) + [total]
+    run_dir, _ = train(TOY, ["train.epochs=2", "train.eval_every=0"], runs_root=tmp_path / "b")
+    assert _val_steps(run_dir) == [total]
+    with pytest.raises(ValueError, match=r"train.eval_every=-1 must be >= 0"):
+        train(TOY, ["train.epochs=1", "train.eval_every=-1"], runs_root=tmp_path / "c")
+
+
 def test_recipe_errors_before_training(tmp_path):
     from zoo.recipes import RecipeError
 

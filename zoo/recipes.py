@@ -76,7 +76,7 @@ ENGINE_SCHEMA: dict[str, Any] = {
         "deterministic": F(bool, False),
         "device": F(str, "auto"),
         "num_workers": F(int, 0),
-        "eval_every": F(NUM, 1, "epochs between evaluations"),
+        "eval_every": F(NUM, 1, "epochs between validations (0: only at the end; the end is always validated)"),
         "ckpt_every": F((int, type(None)), None, "steps between checkpoints (default: each epoch)"),
         "ckpt_min_seconds": F(NUM, 0, "skip a due checkpoint until this many seconds passed since the last "
                                       "(runs of seconds need only the final one); 0: every ckpt_every steps"),

@@ -132,6 +132,8 @@ class Trainer:
         model.to(device)
         if cfg["channels_last"] is True or (cfg["channels_last"] == "auto" and device.type == "cuda"):
             model.to(memory_format=torch.channels_last)
+        if cfg["eval_every"] < 0:
+            raise ValueError(f"train.eval_every={cfg['eval_every']} must be >= 0 (epochs; 0: validate only at the end)")
         n = len(data.train)
         batch = min(cfg["batch_size"], n)
         if batch % world:
@@ -173,7 +175,9 @@ class Trainer:
                              "scheduler": sched.state_dict(), "ema": ema.state_dict() if ema else None,
                              "position": dict(pos), "rng": rng_state()})
 
-        eval_every = max(1, int(round(cfg["eval_every"] * steps_per_epoch)))
+        # steps between validations (0: none before the end); the final weights are always validated, so
+        # that best-weights selection can pick the annealed end of a schedule
+        eval_every = max(1, int(round(cfg["eval_every"] * steps_per_epoch))) if cfg["eval_every"] else 0
         ckpt_every = cfg["ckpt_every"] or steps_per_epoch
         ckpt_gap, last_ckpt = cfg["ckpt_min_seconds"], time.monotonic()
         deadline = time.monotonic() + 60 * cfg["max_minutes"] if cfg["max_minutes"] else None
@@ -213,14 +217,16 @@ class Trainer:
                     self.log(rec)
                     bar.set_postfix(loss=f"{rec['loss']:.4f}", rate=f"{rate:.0f}/s")
                     seen, t_log, running = 0, time.perf_counter(), []
-                if pos["step"] % eval_every == 0 and data.val is not None:
+                out_of_time = bool(deadline and time.monotonic() > deadline)
+                due = (eval_every and pos["step"] % eval_every == 0) or pos["step"] == total or out_of_time
+                if due and data.val is not None:
                     stop = self._evaluate(ema.module if ema else model, data.val, pos, checkpoint)
                     model.train()
                 pos["elapsed"] = time.monotonic() - start
                 if boundary and pos["step"] % ckpt_every == 0 and time.monotonic() - last_ckpt >= ckpt_gap:
                     checkpoint()
                     last_ckpt = time.monotonic()
-                if stop or (deadline and time.monotonic() > deadline):
+                if stop or out_of_time:
                     stop = True
                     break
             if pos["batch"] >= steps_per_epoch:
