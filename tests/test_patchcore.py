@@ -122,6 +122,17 @@ def test_model_rejects_bad_arguments():
         PatchCore(layers=[2, 9])
     with pytest.raises(ValueError, match=r"expects images of shape \(B, 3, H, W\)"):
         PatchCore(layers=[1, 2], feature_dim=8)(torch.rand(1, 1, 32, 32))
+    with pytest.raises(ValueError, match=r"layer_weights \[1.0\] must give one factor >= 0 per layer of \[1, 2\]"):
+        PatchCore(layers=[1, 2], layer_weights=[1.0])
+
+
+def test_layer_weights_scale_each_layer_s_features():
+    x = torch.rand(1, 3, 64, 64)
+    plain, _ = PatchCore(layers=[1, 2], feature_dim=8, image_size=64).embed(x)
+    doubled, _ = PatchCore(layers=[1, 2], feature_dim=8, image_size=64, layer_weights=[2, 2]).embed(x)
+    torch.testing.assert_close(doubled, 2 * plain)
+    first_only, _ = PatchCore(layers=[1, 2], feature_dim=8, image_size=64, layer_weights=[1, 0]).embed(x)
+    assert not torch.allclose(first_only, plain)
 
 
 # --------------------------------------------------------------------------- data

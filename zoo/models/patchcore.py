@@ -225,7 +225,7 @@ class PatchCore(nn.Module):
     EfficientNet carry the largest scores of normal images), and passed through the backbone. Each
     map of `layers` is averaged over 3x3 neighbourhoods (the paper's locally aware patch features),
     brought to one grid of stride `stride` (finer maps average-pooled, coarser ones upsampled),
-    concatenated, cropped back to the unpadded image and randomly projected to `feature_dim`.
+    scaled by `layer_weights` (a layer's share of the patch distance), concatenated, cropped back to the unpadded image and randomly projected to `feature_dim`.
 
     Scores: a patch's score is its distance to the nearest memory-bank entry,
     :math:`s(p) = \min_{m \in M} \|p - m\|`. The patch map is upsampled to `image_size` and
@@ -237,6 +237,8 @@ class PatchCore(nn.Module):
     Args:
         backbone: "efficientnet_lite0" (offline ImageNet weights) or a timm model name.
         layers: timm feature indices, e.g. (1, 2, 3) for Lite0's stride-4, 8 and 16 stages.
+        layer_weights: one factor per layer applied to its features before concatenation (None: all 1).
+            Squared distances add up over layers, so a factor w weighs that layer's distance by w^2.
         image_size: side the input is resized to before the backbone.
         stride: stride of the patch grid, in pixels at `image_size`.
         pad: reflect padding in pixels (a multiple of `stride`).
@@ -256,8 +258,11 @@ class PatchCore(nn.Module):
     def __init__(self, backbone: str = OFFLINE_BACKBONE, layers: Sequence[int] = (1, 2, 3), image_size: int = 224,
                  stride: int = 8, pad: int = 16, feature_dim: int = 128, memory_size: int = 1,
                  coreset_ratio: float = 0.1, coreset_dim: int = 32, num_neighbors: int = 9, sigma: float = 4.0,
-                 seed: int = 0):
+                 seed: int = 0, layer_weights: Sequence[float] | None = None):
         super().__init__()
+        if layer_weights is not None and (len(layer_weights) != len(layers) or min(layer_weights) < 0):
+            raise ValueError(f"patchcore: layer_weights {list(layer_weights)} must give one factor >= 0 per layer "
+                             f"of {list(layers)}")
         if not 0 < coreset_ratio <= 1:
             raise ValueError(f"patchcore: coreset_ratio must be in (0, 1], got {coreset_ratio}")
         if num_neighbors < 2:
@@ -271,6 +276,7 @@ class PatchCore(nn.Module):
         net, mean, std, channels = build_backbone(backbone, layers)
         self._frozen = (net,)  # a tuple: not a registered submodule, so not in the state dict (see above)
         self.layers = list(layers)
+        self.layer_weights = [float(w) for w in layer_weights] if layer_weights is not None else None
         self.image_size, self.stride, self.pad, self.feature_dim = image_size, stride, pad, feature_dim
         self.coreset_ratio, self.coreset_dim = coreset_ratio, coreset_dim
         self.num_neighbors, self.sigma = num_neighbors, sigma
@@ -321,6 +327,8 @@ class PatchCore(nn.Module):
         maps = [F.avg_pool2d(F.pad(m, (1, 1, 1, 1), mode="replicate"), 3, 1) for m in maps]
         maps = [F.adaptive_avg_pool2d(m, cells) if m.shape[-1] >= cells
                 else F.interpolate(m, size=(cells, cells), mode="bilinear", align_corners=False) for m in maps]
+        if self.layer_weights is not None:
+            maps = [m * w for m, w in zip(maps, self.layer_weights)]
         c = pad // self.stride
         feats = torch.cat(maps, 1)[..., c:cells - c, c:cells - c]
         h, w = feats.shape[-2:]
@@ -410,7 +418,7 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 def patchcore(backbone: str = OFFLINE_BACKBONE, layers: list[int] | tuple[int, ...] = (1, 2, 3), image_size: int = 224,
               stride: int = 8, pad: int = 16, feature_dim: int = 128, memory_size: int = 1,
               coreset_ratio: float = 0.1, coreset_dim: int = 32, num_neighbors: int = 9, sigma: float = 4.0,
-              seed: int = 0) -> PatchCore:
+              seed: int = 0, layer_weights: list[float] | None = None) -> PatchCore:
     """PatchCore anomaly detection: frozen ImageNet backbone, coreset memory bank, NN anomaly maps."""
     return PatchCore(backbone, list(layers), image_size, stride, pad, feature_dim, memory_size, coreset_ratio,
-                     coreset_dim, num_neighbors, sigma, seed)
+                     coreset_dim, num_neighbors, sigma, seed, layer_weights)
