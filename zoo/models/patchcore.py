@@ -225,7 +225,8 @@ class PatchCore(nn.Module):
     EfficientNet carry the largest scores of normal images), and passed through the backbone. Each
     map of `layers` is averaged over 3x3 neighbourhoods (the paper's locally aware patch features),
     brought to one grid of stride `stride` (finer maps average-pooled, coarser ones upsampled),
-    scaled by `layer_weights` (a layer's share of the patch distance), concatenated, cropped back to the unpadded image and randomly projected to `feature_dim`.
+    scaled by `layer_weights` (a layer's share of the patch distance), concatenated, cropped back to
+    the unpadded image and randomly projected to `feature_dim`.
 
     Scores: a patch's score is its distance to the nearest memory-bank entry,
     :math:`s(p) = \min_{m \in M} \|p - m\|`. The patch map is upsampled to `image_size` and
