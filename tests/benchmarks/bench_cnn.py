@@ -2,7 +2,7 @@
 
 zoo:   uint8 images in memory, one vectorised `get_batch` per step, augmentation on the whole batch
        (zoo.augment.ClassificationAugment after a pad), the `cnn` ResNet of recipes/cnn/fashion_mnist.yaml.
-timm:  the same ResNet built with timm's ByobNet (3x3 stem, 3 stages of 2 basic blocks, 32-128 channels),
+timm:  the same ResNet built with timm's ByobNet (3x3 stem, the recipe's widths and basic blocks per stage),
        fed by a torch DataLoader (num_workers=2) running torchvision's per-sample RandomCrop(28, padding=2),
        RandomHorizontalFlip, ToTensor and Normalize on PIL images.
 Both use the recipe's optimiser, one-cycle schedule, label smoothing, bf16 autocast and channels_last,
@@ -53,12 +53,14 @@ def train_flops_per_image(model: torch.nn.Module, shape: tuple[int, ...], batch:
     return counter.get_total_flops() / batch
 
 
-def timm_equivalent(num_classes: int, in_chans: int) -> torch.nn.Module:
-    """timm's ByobNet configured as the zoo `cnn` (its stem is stride 2 by design; set to 1 here)."""
+def timm_equivalent(num_classes: int, in_chans: int, widths: list[int], depths: list[int]) -> torch.nn.Module:
+    """timm's ByobNet configured as the zoo `cnn` of the recipe: the same widths and blocks per stage
+    (its stem is stride 2 by design; set to 1 here)."""
     from timm.models.byobnet import ByoBlockCfg, ByobNet, ByoModelCfg
 
-    blocks = tuple(ByoBlockCfg(type="basic", d=2, c=c, s=s, br=1.0) for c, s in ((32, 1), (64, 2), (128, 2)))
-    model = ByobNet(ByoModelCfg(blocks=blocks, stem_chs=32, stem_type="", stem_pool="", num_features=0),
+    blocks = tuple(ByoBlockCfg(type="basic", d=d, c=c, s=1 if i == 0 else 2, br=1.0)
+                   for i, (c, d) in enumerate(zip(widths, depths)))
+    model = ByobNet(ByoModelCfg(blocks=blocks, stem_chs=widths[0], stem_type="", stem_pool="", num_features=0),
                     num_classes=num_classes, in_chans=in_chans)
     model.stem.conv.stride = (1, 1)
     return model
@@ -175,7 +177,10 @@ def main() -> None:
     loader = torch.utils.data.DataLoader(
         PerSampleDataset(data.train.tensors[0], data.train.tensors[1], spec["mean"], spec["std"]),
         batch_size=batch, shuffle=True, num_workers=args.workers, persistent_workers=args.workers > 0)
-    results["timm"] = run("timm", timm_equivalent(data.info["num_classes"], spec["channels"]),
+    args_ = recipe["model"]["args"]
+    timm_model = timm_equivalent(data.info["num_classes"], spec["channels"], args_["widths"], args_["depths"])
+    print(f"timm equivalent: {sum(p.numel() for p in timm_model.parameters()) / 1e6:.2f}M parameters")
+    results["timm"] = run("timm", timm_model,
                           timm_batches(loader, ctx.device), lambda x: x, ctx, data, steps, steps_per_epoch,
                           args.target, eval_every, eval_limit)
 
