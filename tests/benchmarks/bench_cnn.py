@@ -53,6 +53,10 @@ def train_flops_per_image(model: torch.nn.Module, shape: tuple[int, ...], batch:
     return counter.get_total_flops() / batch
 
 
+def millions_of_parameters(model: torch.nn.Module) -> float:
+    return sum(p.numel() for p in model.parameters()) / 1e6
+
+
 def timm_equivalent(num_classes: int, in_chans: int, widths: list[int], depths: list[int]) -> torch.nn.Module:
     """timm's ByobNet configured as the zoo `cnn` of the recipe: the same widths and blocks per stage
     (its stem is stride 2 by design; set to 1 here)."""
@@ -165,7 +169,7 @@ def main() -> None:
     zoo_model = build_model(recipe, TASK, data)
     flops = train_flops_per_image(zoo_model, (spec["channels"], *spec["size"]))
     print(f"machine: torch.mm {fp32:.0f} GFLOP/s fp32, {bf16:.0f} GFLOP/s bf16 ({args.threads} threads)")
-    print(f"model: {sum(p.numel() for p in zoo_model.parameters()) / 1e6:.2f}M parameters, "
+    print(f"model: {millions_of_parameters(zoo_model):.2f}M parameters, "
           f"{flops / 1e6:.0f} MFLOP per training image (forward + backward)")
     print(f"training: {len(data.train)} images, {steps} steps of {batch}, test accuracy every {eval_every} steps")
 
@@ -177,9 +181,9 @@ def main() -> None:
     loader = torch.utils.data.DataLoader(
         PerSampleDataset(data.train.tensors[0], data.train.tensors[1], spec["mean"], spec["std"]),
         batch_size=batch, shuffle=True, num_workers=args.workers, persistent_workers=args.workers > 0)
-    args_ = recipe["model"]["args"]
-    timm_model = timm_equivalent(data.info["num_classes"], spec["channels"], args_["widths"], args_["depths"])
-    print(f"timm equivalent: {sum(p.numel() for p in timm_model.parameters()) / 1e6:.2f}M parameters")
+    shape = recipe["model"]["args"]
+    timm_model = timm_equivalent(data.info["num_classes"], spec["channels"], shape["widths"], shape["depths"])
+    print(f"timm equivalent: {millions_of_parameters(timm_model):.2f}M parameters")
     results["timm"] = run("timm", timm_model,
                           timm_batches(loader, ctx.device), lambda x: x, ctx, data, steps, steps_per_epoch,
                           args.target, eval_every, eval_limit)
