@@ -67,7 +67,8 @@ ENGINE_SCHEMA: dict[str, Any] = {
         "eval_batch_size": F((int, type(None)), None),
         "grad_clip": F((int, float, type(None)), None),
         "accumulate": F(int, 1),
-        "amp": F((bool, str), "auto", "auto (bf16 on GPU) | true | false"),
+        "amp": F((bool, str), "auto", "auto (bf16 on GPU) | true (bf16 where native: GPU, AVX-512 BF16/AMX CPU) "
+                                        "| force | false"),
         "compile": F(bool, False),
         "channels_last": F((bool, str), "auto"),
         "ema": F((float, type(None)), None, "EMA decay of the weights, e.g. 0.999"),

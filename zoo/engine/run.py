@@ -120,7 +120,7 @@ def train(recipe_name, overrides=(), *, resume: str | Path | None = None, run_di
             metrics = task.evaluate(model, data.test if data.test is not None else data.val, ctx)
         metrics = {k: float(v) for k, v in metrics.items()}
         result = {"metrics": metrics, "fit": fit_info, "wall_seconds": wall, "hardware": hardware(),
-                  "device": str(ctx.device), "world_size": ctx.world_size, "torch": torch.__version__}
+                  "precision": ctx.precision, "device": str(ctx.device), "world_size": ctx.world_size, "torch": torch.__version__}
         if "expect" in recipe:
             result["expect"] = check_expect(recipe["expect"], metrics)
         card = {"task": task.name, "metrics": metrics, **task.card_extras(data)}
@@ -210,7 +210,8 @@ Card check: `{expect.get('metric')}` must be {'>=' if expect.get('mode') == 'max
 - data: {datasets}
 - recipe: `{recipe_path}` (resolved copy in recipe.yaml)
 - command: `{run.get('command', '')}`
-- hardware: {result.get('hardware')} ({result.get('device')}, {result.get('world_size', 1)} process(es))
+- hardware: {result.get('hardware')} ({result.get('device')}, {result.get('world_size', 1)} process(es)\
+{', ' + result['precision'] if result.get('precision') else ''})
 - training time: {result.get('fit', {}).get('train_seconds', result.get('wall_seconds', 0)):.0f} s
   (wall, including evaluation: {result.get('wall_seconds', 0):.0f} s), torch {result.get('torch')}
 
@@ -238,6 +239,7 @@ def export(run_dir: str | Path, tag: str | None = None, *, weights_root: str | P
     config["hub"] = {"repo_id": hub_repo, "revision": None}
     config["expect"] = recipe.get("expect")
     config["training"] = {"command": run.get("command"), "hardware": result.get("hardware"),
+                          "precision": result.get("precision"),
                           "train_seconds": result.get("fit", {}).get("train_seconds"),
                           "wall_seconds": result.get("wall_seconds"), "recipe": run.get("recipe")}
     bundled = weights_root is None
