@@ -227,6 +227,37 @@ def test_amp_resolves_to_bf16_only_where_the_hardware_has_it(monkeypatch):
             T.autocast_dtype(bad, cpu)
 
 
+def _lrs(run_dir: Path) -> list[float]:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["lr"] for r in records if r.get("split") is None]
+
+
+def test_time_progress_anneals_by_the_deadline_on_a_slow_machine(tmp_path):
+    """A machine too slow for the planned steps: with schedule.progress=time the cosine reaches its end
+    at train.max_minutes; counted in steps alone, the run is cut at a high learning rate."""
+    slow = ["data.step_sleep=0.02", "train.epochs=10", "train.log_every=1", "train.max_minutes=0.02",
+            "train.eval_every=0"]  # 160 planned steps of >= 20 ms each: 3.2 s, budget 1.2 s
+    cut, by_steps = train(TOY, slow, runs_root=tmp_path / "steps")
+    timed, by_time = train(TOY, [*slow, "schedule.progress=time"], runs_root=tmp_path / "time")
+    for result in (by_steps, by_time):
+        assert 1.2 <= result["fit"]["train_seconds"] < 3.0 and result["fit"]["steps"] < 160
+    assert _lrs(cut)[-1] > 0.5 * 0.01  # stopped mid-cosine
+    lrs = _lrs(timed)
+    assert lrs[-1] < 0.05 * 0.01  # annealed by the deadline
+    assert all(b <= a + 1e-12 for a, b in zip(lrs[4:], lrs[5:]))  # and monotone after the warm-up
+    with pytest.raises(ValueError, match="max_minutes"):
+        train(TOY, ["schedule.progress=time"], runs_root=tmp_path / "bad")
+    with pytest.raises(ValueError, match="schedule.progress"):
+        train(TOY, ["schedule.progress=epochs"], runs_root=tmp_path / "bad")
+
+
+def test_time_progress_changes_nothing_on_a_fast_enough_machine(tmp_path):
+    a, _ = train(TOY, ["train.epochs=1"], runs_root=tmp_path / "a")
+    b, _ = train(TOY, ["train.epochs=1", "schedule.progress=time", "train.max_minutes=10"], runs_root=tmp_path / "b")
+    assert _lrs(a) == _lrs(b)
+    assert all(torch.equal(x, y) for x, y in zip(_weights(a).values(), _weights(b).values()))
+
+
 @pytest.mark.slow
 def test_torch_compile_path(tmp_path):
     _, result = train(TOY, ["train.compile=true", "train.epochs=1"], runs_root=tmp_path)

@@ -59,6 +59,8 @@ ENGINE_SCHEMA: dict[str, Any] = {
         "step_size": F(NUM, 1, "step: decay every this many epochs"),
         "gamma": F(NUM, 0.1),
         "pct_start": F(NUM, 0.25),
+        "progress": F(str, "steps", "steps | time: time also counts the elapsed share of train.max_minutes, "
+                                    "so a slower machine anneals by the deadline"),
     },
     "train": {
         "epochs": F(NUM, 1),

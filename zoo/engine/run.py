@@ -28,6 +28,15 @@ from .state import pick_device, seed_everything
 from .trainer import Context, Trainer
 
 
+def cpu_isa() -> str:
+    """The CPU's widest vector extension that matters for training speed (bf16 needs AVX-512 BF16 or AMX)."""
+    for name, check in (("AMX", "_is_amx_tile_supported"), ("AVX-512 BF16", "_is_avx512_bf16_supported"),
+                        ("AVX-512", "_is_avx512_supported"), ("AVX2", "_is_avx2_supported")):
+        if getattr(torch.cpu, check, lambda: False)():
+            return name
+    return "no AVX2"
+
+
 def hardware() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -38,7 +47,7 @@ def hardware() -> str:
     except OSError:
         pass
     threads = torch.get_num_threads()
-    desc = f"{threads} CPU thread{'s' if threads != 1 else ''} ({cpu})"
+    desc = f"{threads} CPU thread{'s' if threads != 1 else ''} ({cpu}, {cpu_isa()})"
     if torch.cuda.is_available():
         desc = f"{torch.cuda.get_device_name()} + " + desc
     return desc

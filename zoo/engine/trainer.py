@@ -127,6 +127,23 @@ class MetricLogger:
                     self.tb.add_scalar(f"{prefix}/{k}", v, record.get("step", 0))
 
 
+def time_progress(schedule: dict, train: dict) -> bool:
+    """Whether the LR schedule also advances with time (`schedule.progress: time`).
+
+    The schedule's position is then the further of (optimiser steps done) and (elapsed share of
+    `train.max_minutes` x planned steps): on a machine fast enough for the planned steps nothing
+    changes; on a slower one the schedule reaches its end (annealed) at the deadline, where the run
+    stops, instead of being cut off at a high learning rate. The number of steps then depends on the
+    machine's speed, so such a run is reproducible in its data order and randomness, not in its length.
+    """
+    mode = schedule.get("progress", "steps")
+    if mode not in ("steps", "time"):
+        raise ValueError(f"schedule.progress={mode!r}: expected steps or time")
+    if mode == "time" and not train.get("max_minutes"):
+        raise ValueError("schedule.progress=time needs a time budget: set train.max_minutes")
+    return mode == "time"
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     return torch.randperm(n, generator=g)
@@ -194,6 +211,7 @@ class Trainer:
         accum = cfg["accumulate"]
         opt = build_optimizer(model, ctx.recipe["optim"])
         sched = build_scheduler(opt, ctx.recipe["schedule"], total // accum, max(1, steps_per_epoch // accum))
+        by_time = time_progress(ctx.recipe["schedule"], cfg)
         ema = EMA(model, cfg["ema"]) if cfg["ema"] else None
         # built before any RNG state is restored, so a resumed run draws exactly what the original drew
         ctx.augment = task.build_augment(ctx.recipe.get("augment", {}), data, device)
@@ -231,8 +249,17 @@ class Trainer:
         eval_every = max(1, int(round(cfg["eval_every"] * steps_per_epoch))) if cfg["eval_every"] else 0
         ckpt_every = cfg["ckpt_every"] or steps_per_epoch
         ckpt_gap, last_ckpt = cfg["ckpt_min_seconds"], time.monotonic()
-        deadline = time.monotonic() + 60 * cfg["max_minutes"] if cfg["max_minutes"] else None
         start = time.monotonic() - pos["elapsed"]
+        budget = 60 * cfg["max_minutes"] if cfg["max_minutes"] else None
+
+        def budget_used() -> float:
+            """Elapsed share of train.max_minutes (a resumed run continues the same budget), the
+            largest over the ranks, so that every process changes its LR and stops at the same step."""
+            share = torch.tensor([(time.monotonic() - start) / budget], device=device)
+            if world > 1:
+                dist.all_reduce(share, op=dist.ReduceOp.MAX)
+            return float(share)
+
         bar = self.progress(total, pos["step"])
         seen, t_log, running = 0, time.perf_counter(), []
         stop = False
@@ -247,11 +274,15 @@ class Trainer:
                 with sync, ctx.autocast():
                     loss, logs = task.train_step(train_model, b, ctx)
                     (loss / accum).backward()
+                used = budget_used() if budget else 0.0
                 if boundary:
                     if cfg["grad_clip"]:
                         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
                     opt.step()
                     opt.zero_grad(set_to_none=True)
+                    if by_time:  # jump ahead to the elapsed share of the budget when that is further along
+                        ahead = int(used * (total // accum))
+                        sched.last_epoch = max(sched.last_epoch, ahead - 1)
                     sched.step()
                     if ema is not None:
                         ema.update(model)
@@ -268,7 +299,7 @@ class Trainer:
                     self.log(rec)
                     bar.set_postfix(loss=f"{rec['loss']:.4f}", rate=f"{rate:.0f}/s")
                     seen, t_log, running = 0, time.perf_counter(), []
-                out_of_time = bool(deadline and time.monotonic() > deadline)
+                out_of_time = used >= 1.0
                 due = (eval_every and pos["step"] % eval_every == 0) or pos["step"] == total or out_of_time
                 if due and data.val is not None:
                     stop = self._evaluate(ema.module if ema else model, data.val, pos, checkpoint)
