@@ -198,8 +198,8 @@ def main() -> None:
     bf16_used = ctx.precision == "bf16 autocast"  # train.amp resolved on this CPU (docs/training.md)
     peak, other = (bf16, fp32) if bf16_used else (fp32, bf16)
     names = ("bf16", "fp32") if bf16_used else ("fp32", "bf16")
-    print(f"\nzoo training ({ctx.precision}) reaches {rate:.0f} GFLOP/s: {100 * rate / peak:.1f}% of {names[0]} torch.mm "
-          f"({100 * rate / other:.1f}% of {names[1]}); zoo/timm speed {speedup:.2f}x")
+    print(f"\nzoo training ({ctx.precision}) reaches {rate:.0f} GFLOP/s: {100 * rate / peak:.1f}% of "
+          f"{names[0]} torch.mm ({100 * rate / other:.1f}% of {names[1]}); zoo/timm speed {speedup:.2f}x")
     if args.quick:
         print("(--quick: 40 steps on 6,000 images, accuracy on 2,000 test images; the target needs the full run)")
 

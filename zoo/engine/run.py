@@ -129,7 +129,8 @@ def train(recipe_name, overrides=(), *, resume: str | Path | None = None, run_di
             metrics = task.evaluate(model, data.test if data.test is not None else data.val, ctx)
         metrics = {k: float(v) for k, v in metrics.items()}
         result = {"metrics": metrics, "fit": fit_info, "wall_seconds": wall, "hardware": hardware(),
-                  "precision": ctx.precision, "device": str(ctx.device), "world_size": ctx.world_size, "torch": torch.__version__}
+                  "precision": ctx.precision, "device": str(ctx.device), "world_size": ctx.world_size,
+                  "torch": torch.__version__}
         if "expect" in recipe:
             result["expect"] = check_expect(recipe["expect"], metrics)
         card = {"task": task.name, "metrics": metrics, **task.card_extras(data)}
