@@ -213,15 +213,16 @@ def test_amp_resolves_to_bf16_only_where_the_hardware_has_it(monkeypatch):
     from zoo.engine import trainer as T
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert T.autocast_dtype("force", cpu) is torch.bfloat16
+    monkeypatch.setattr(T, "native_bf16", lambda device: True)  # an Ampere+ GPU, an AVX-512 BF16 CPU
     assert T.autocast_dtype("auto", cpu) is None and T.autocast_dtype("auto", cuda) is torch.bfloat16
     assert T.autocast_dtype(False, cuda) is None
-    assert T.autocast_dtype("force", cpu) is torch.bfloat16
-    monkeypatch.setattr(T, "native_bf16", lambda device: True)
     assert T.autocast_dtype(True, cpu) is torch.bfloat16
     monkeypatch.setattr(T, "native_bf16", lambda device: False)  # an AVX2-only CPU: emulated bf16 is slow
     monkeypatch.setattr(T, "_warned_emulated", False)
     with pytest.warns(UserWarning, match="no native bf16"):
         assert T.autocast_dtype(True, cpu) is None
+    assert T.autocast_dtype("auto", cuda) is None  # a pre-Ampere GPU
     for bad in ("bf16", "yes", 1):
         with pytest.raises(ValueError, match="train.amp"):
             T.autocast_dtype(bad, cpu)

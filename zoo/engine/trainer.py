@@ -62,13 +62,14 @@ AMP_VALUES = ("auto", True, False, "force")
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether `device` runs bf16 matrix products in hardware: CUDA, or a CPU with AVX-512 BF16 or AMX.
+    """Whether `device` runs bf16 matrix products in hardware: a CUDA GPU from Ampere on, or a CPU with
+    AVX-512 BF16 or AMX.
 
     Elsewhere (an AVX2-only CPU, for one) bf16 is emulated: a 1024^2 matmul measured 1 GFLOP/s in bf16
     against 123 in fp32 on an AVX2 AMD EPYC, so bf16 autocast would make training ~100x slower.
     """
     if device.type == "cuda":
-        return True
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     return False
@@ -80,7 +81,8 @@ _warned_emulated = False
 def autocast_dtype(amp, device: torch.device, warn: bool = True) -> torch.dtype | None:
     """Resolve `train.amp` on `device` to an autocast dtype (bf16) or None (fp32).
 
-    auto   bf16 on CUDA, fp32 on CPU (the default: a recipe trains the same way on every CPU);
+    auto   bf16 on a CUDA GPU that has it, fp32 on CPU (the default: a recipe trains the same way on
+           every CPU);
     true   bf16 where the device has it in hardware (`native_bf16`); fp32 with a warning elsewhere,
            because emulated bf16 is slower than fp32, the opposite of what amp is asked for;
     force  bf16 on any device (tests of the bf16 path on CPUs without native bf16);
@@ -89,13 +91,13 @@ def autocast_dtype(amp, device: torch.device, warn: bool = True) -> torch.dtype 
     global _warned_emulated
     if amp not in AMP_VALUES or isinstance(amp, int) and not isinstance(amp, bool):
         raise ValueError(f"train.amp={amp!r}: expected one of auto, true, false, force")
-    if amp is False or (amp == "auto" and device.type != "cuda"):
+    if amp is False or (amp == "auto" and (device.type != "cuda" or not native_bf16(device))):
         return None
     if amp is True and not native_bf16(device):
         if warn and not _warned_emulated:
-            warnings.warn(f"train.amp=true: this {device.type} has no native bf16 (no AVX-512 BF16 or AMX), where "
-                          "bf16 autocast is slower than fp32; training in fp32 (train.amp=force insists)",
-                          stacklevel=2)
+            lacks = "AVX-512 BF16 or AMX" if device.type == "cpu" else "bf16 units (before Ampere)"
+            warnings.warn(f"train.amp=true: this {device.type} has no native bf16 (no {lacks}), where bf16 "
+                          "autocast is slower than fp32; training in fp32 (train.amp=force insists)", stacklevel=2)
             _warned_emulated = True
         return None
     return torch.bfloat16
