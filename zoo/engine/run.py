@@ -25,16 +25,7 @@ from ..registry import create, get_spec
 from ..tasks import get_task
 from ..utils import bundled_dir, write_json
 from .state import pick_device, seed_everything
-from .trainer import Context, Trainer
-
-
-def cpu_isa() -> str:
-    """The CPU's widest vector extension that matters for training speed (bf16 needs AVX-512 BF16 or AMX)."""
-    for name, check in (("AMX", "_is_amx_tile_supported"), ("AVX-512 BF16", "_is_avx512_bf16_supported"),
-                        ("AVX-512", "_is_avx512_supported"), ("AVX2", "_is_avx2_supported")):
-        if getattr(torch.cpu, check, lambda: False)():
-            return name
-    return "no AVX2"
+from .trainer import Context, Trainer, cpu_isa
 
 
 def hardware() -> str:

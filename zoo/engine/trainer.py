@@ -10,6 +10,7 @@ scheduler, EMA and global RNG states (augmentation and dropout draw from the lat
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import time
@@ -61,6 +62,17 @@ class Context:
 AMP_VALUES = ("auto", True, False, "force")
 
 
+@functools.cache
+def cpu_isa() -> str:
+    """The CPU's widest vector extension that matters for training speed (bf16 needs AVX-512 BF16 or AMX)."""
+    for name, check in (("AMX", "_is_amx_tile_supported"), ("AVX-512 BF16", "_is_avx512_bf16_supported"),
+                        ("AVX-512", "_is_avx512_supported"), ("AVX2", "_is_avx2_supported")):
+        if getattr(torch.cpu, check, lambda: False)():
+            return name
+    return "no AVX2"
+
+
+@functools.cache
 def native_bf16(device: torch.device) -> bool:
     """Whether `device` runs bf16 matrix products in hardware: a CUDA GPU from Ampere on, or a CPU with
     AVX-512 BF16 or AMX.
@@ -71,7 +83,7 @@ def native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+        return cpu_isa() in ("AMX", "AVX-512 BF16")
     return False
 
 
@@ -257,10 +269,12 @@ class Trainer:
         def budget_used() -> float:
             """Elapsed share of train.max_minutes (a resumed run continues the same budget), the
             largest over the ranks, so that every process changes its LR and stops at the same step."""
-            share = torch.tensor([(time.monotonic() - start) / budget], device=device)
+            share = (time.monotonic() - start) / budget
             if world > 1:
-                dist.all_reduce(share, op=dist.ReduceOp.MAX)
-            return float(share)
+                shared = torch.tensor([share], device=device)
+                dist.all_reduce(shared, op=dist.ReduceOp.MAX)
+                share = float(shared)
+            return share
 
         bar = self.progress(total, pos["step"])
         seen, t_log, running = 0, time.perf_counter(), []
