@@ -399,8 +399,8 @@ class RLTask(Task):
         next_ckpt = (pos["step"] // ckpt_every + 1) * ckpt_every
         eval_every = algo["eval_every"]
         next_eval = (pos["step"] // eval_every + 1) * eval_every if eval_every else math.inf
-        deadline = time.monotonic() + 60 * tcfg["max_minutes"] if tcfg["max_minutes"] else None
         start = time.monotonic() - pos["elapsed"]
+        deadline = start + 60 * tcfg["max_minutes"] if tcfg["max_minutes"] else None  # counted across a resume
         losses, qs, finished = [], [], []
         t_log, steps_log, updates_log = time.perf_counter(), pos["step"], pos["updates"]
         bar = trainer.progress(total, min(pos["step"], total), desc="env steps")
