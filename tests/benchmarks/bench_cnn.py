@@ -195,11 +195,11 @@ def main() -> None:
         print(f"{name:<10} {r['images_per_s']:>12.0f} {reach:>16} {r['history'][-1][1]:>15.4f}")
     rate = results["zoo"]["images_per_s"] * flops / 1e9
     speedup = results["zoo"]["images_per_s"] / results["timm"]["images_per_s"]
-    bf16_used = ctx.precision == "bf16 autocast"  # train.amp resolved on this CPU (docs/training.md)
-    peak, other = (bf16, fp32) if bf16_used else (fp32, bf16)
-    names = ("bf16", "fp32") if bf16_used else ("fp32", "bf16")
-    print(f"\nzoo training ({ctx.precision}) reaches {rate:.0f} GFLOP/s: {100 * rate / peak:.1f}% of "
-          f"{names[0]} torch.mm ({100 * rate / other:.1f}% of {names[1]}); zoo/timm speed {speedup:.2f}x")
+    peaks = {"bf16": bf16, "fp32": fp32}  # train.amp as resolved on this CPU (docs/training.md) first
+    used = "bf16" if ctx.amp_dtype is not None else "fp32"
+    other = "fp32" if used == "bf16" else "bf16"
+    print(f"\nzoo training ({ctx.precision}) reaches {rate:.0f} GFLOP/s: {100 * rate / peaks[used]:.1f}% of "
+          f"{used} torch.mm ({100 * rate / peaks[other]:.1f}% of {other}); zoo/timm speed {speedup:.2f}x")
     if args.quick:
         print("(--quick: 40 steps on 6,000 images, accuracy on 2,000 test images; the target needs the full run)")
 

@@ -45,18 +45,21 @@ class Context:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @functools.cached_property
+    def amp_dtype(self) -> torch.dtype | None:
+        """`train.amp` resolved once on this run's device (see `autocast_dtype`)."""
+        return autocast_dtype(self.recipe.get("train", {}).get("amp", "auto"), self.device)
+
     def autocast(self):
-        """bf16 autocast where `train.amp` resolves to it (see `autocast_dtype`), else a no-op."""
-        dtype = autocast_dtype(self.recipe.get("train", {}).get("amp", "auto"), self.device)
-        if dtype is None:
+        """bf16 autocast where `train.amp` resolves to it, else a no-op."""
+        if self.amp_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=dtype)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     @property
     def precision(self) -> str:
         """What `train.amp` resolved to on this device, for the run's result and card."""
-        dtype = autocast_dtype(self.recipe.get("train", {}).get("amp", "auto"), self.device, warn=False)
-        return "bf16 autocast" if dtype is not None else "fp32"
+        return "bf16 autocast" if self.amp_dtype is not None else "fp32"
 
 
 AMP_VALUES = ("auto", True, False, "force")
@@ -90,7 +93,7 @@ def native_bf16(device: torch.device) -> bool:
 _warned_emulated = False
 
 
-def autocast_dtype(amp, device: torch.device, warn: bool = True) -> torch.dtype | None:
+def autocast_dtype(amp, device: torch.device) -> torch.dtype | None:
     """Resolve `train.amp` on `device` to an autocast dtype (bf16) or None (fp32).
 
     auto   bf16 on a CUDA GPU that has it, fp32 on CPU (the default: a recipe trains the same way on
@@ -106,7 +109,7 @@ def autocast_dtype(amp, device: torch.device, warn: bool = True) -> torch.dtype 
     if amp is False or (amp == "auto" and (device.type != "cuda" or not native_bf16(device))):
         return None
     if amp is True and not native_bf16(device):
-        if warn and not _warned_emulated:
+        if not _warned_emulated:
             lacks = "AVX-512 BF16 or AMX" if device.type == "cpu" else "bf16 units (before Ampere)"
             warnings.warn(f"train.amp=true: this {device.type} has no native bf16 (no {lacks}), where bf16 "
                           "autocast is slower than fp32; training in fp32 (train.amp=force insists)", stacklevel=2)
@@ -213,7 +216,7 @@ class Trainer:
         model.to(device)
         if cfg["channels_last"] is True or (cfg["channels_last"] == "auto" and device.type == "cuda"):
             model.to(memory_format=torch.channels_last)
-        autocast_dtype(cfg["amp"], device)  # a bad value, or amp on a CPU without native bf16, is said up front
+        _ = ctx.amp_dtype  # resolved up front: a bad train.amp, or amp without native bf16, is said now
         if cfg["eval_every"] < 0:
             raise ValueError(f"train.eval_every={cfg['eval_every']} must be >= 0 (epochs; 0: validate only at the end)")
         n = len(data.train)
