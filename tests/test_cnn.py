@@ -257,6 +257,36 @@ def test_augment_pad_is_a_pure_shift(tmp_path):
         assert ((windows - raw[n, 0]).abs().amax((-1, -2)) < 1e-3).any()
 
 
+def test_progressive_resizing_grows_the_crops_to_the_input_size(tmp_path, monkeypatch):
+    recipe = _recipe("data.train_limit=100", "data.val_size=10", "augment.resize_from=16", name="cnn/fashion_mnist")
+    data = TASK.build_data(recipe["data"], _ctx(recipe))
+    transform = TASK.build_augment(recipe["augment"], data, torch.device("cpu"))
+    # 16 px at the start, growing in steps of 4 px to the full 28 px at 75% of training (the default)
+    assert [transform.size_at(p) for p in (0, 0.2, 0.25, 0.5, 0.74, 0.75, 1)] == \
+        [(16, 16), (16, 16), (20, 20), (24, 24), (24, 24), (28, 28), (28, 28)]
+    images = data.train.tensors[0][:4]
+    assert transform(images, 0.0).shape == (4, 1, 16, 16) and transform(images).shape == (4, 1, 28, 28)
+    for override, message in [("augment.resize_from=28", "augment.resize_from=28 must be between"),
+                              ("augment.resize_until=0", "augment.resize_until=0 must be")]:
+        bad = _recipe("data.train_limit=100", "data.val_size=10", "augment.resize_from=16", override,
+                      name="cnn/fashion_mnist")
+        with pytest.raises(ValueError, match=message):
+            TASK.build_augment(bad["augment"], data, torch.device("cpu"))
+
+    # Through the engine: the trainer's progress drives the size; evaluation always sees the full size.
+    from zoo.models.cnn import CNN
+
+    _write_folder(tmp_path / "f", per_class=4, size=(16, 16))
+    seen, forward = [], CNN.forward_intermediates
+    monkeypatch.setattr(CNN, "forward_intermediates",
+                        lambda self, x: seen.append((self.training, x.shape[-1])) or forward(self, x))
+    assert main(["train", "cnn/finetune", "model.pretrained=false", "data.dataset=folder",
+                 f"data.root={tmp_path / 'f'}", "train.max_steps=4", "train.batch_size=4", "augment.resize_from=8",
+                 "augment.resize_until=0.5", "--runs", str(tmp_path / "runs")]) == 0
+    assert [size for training, size in seen if training] == [8, 12, 16, 16]
+    assert {size for training, size in seen if not training} == {16}
+
+
 def test_evaluate_predict_and_confusion(tmp_path):
     _write_folder(tmp_path / "f", per_class=4)
     model = zoo.create("cnn", num_classes=3, widths=[8, 16, 32], depths=[1, 1, 1]).eval()

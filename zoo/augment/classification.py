@@ -182,7 +182,9 @@ class ClassificationAugment(nn.Module):
             input_spec["size"], input_spec["mean"], input_spec["std"], train=train, **spec_args | overrides
         )
 
-    def forward(self, images: torch.Tensor, generator: Seed = None) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, generator: Seed = None,
+                size: int | Sequence[int] | None = None) -> torch.Tensor:
+        """`size` overrides the training crops' output size for this call (progressive resizing)."""
         channels = self.mean.shape[1]
         if images.ndim != 4 or images.shape[1] != channels:
             raise ValueError(
@@ -200,13 +202,13 @@ class ClassificationAugment(nn.Module):
             shared = out.untyped_storage().data_ptr() == images.untyped_storage().data_ptr()
             return self._normalise(out, value_scale, inplace=not shared)
         with seeded(generator, x.device):
-            return self._train(x, value_scale)
+            return self._train(x, value_scale, self.size if size is None else _pair(size))
 
-    def _train(self, x: torch.Tensor, value_scale: float) -> torch.Tensor:
+    def _train(self, x: torch.Tensor, value_scale: float, size: tuple[int, int]) -> torch.Tensor:
         b, c, h, w = x.shape
         boxes = sample_resized_crops(b, h, w, self.scale, self.ratio)
         flip = bernoulli(b, 0.5 if self.hflip else 0.0)
-        grid = crop_grid(boxes.to(x.device), flip.to(x.device), (h, w), self.size)
+        grid = crop_grid(boxes.to(x.device), flip.to(x.device), (h, w), size)
         out = F.grid_sample(x, grid, mode=self.interpolation, padding_mode="border", align_corners=False)
         if c == 3 and any(self.jitter):
             # Contrast needs each image's mean colour; the uint8 scale folds into the colour matrix.

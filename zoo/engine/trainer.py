@@ -40,6 +40,7 @@ class Context:
     trainer: Trainer | None = None
     augment: Any = None
     extra: dict = field(default_factory=dict)
+    progress: float = 0.0  # share of the run done before this step: steps, or train.max_minutes when further
 
     @property
     def is_main(self) -> bool:
@@ -280,6 +281,7 @@ class Trainer:
             return share
 
         bar = self.progress(total, pos["step"])
+        used = budget_used() if budget else 0.0
         seen, t_log, running = 0, time.perf_counter(), []
         stop = False
         model.train()
@@ -289,6 +291,7 @@ class Trainer:
                 idx = order[pos["batch"] * batch:(pos["batch"] + 1) * batch][rank::world]
                 b = to_device(fetch(data.train, idx), device)
                 boundary = (pos["step"] + 1) % accum == 0 or pos["step"] + 1 == total
+                ctx.progress = min(1.0, max(pos["step"] / total, used))
                 sync = contextlib.nullcontext() if (boundary or world == 1) else train_model.no_sync()
                 with sync, ctx.autocast():
                     loss, logs = task.train_step(train_model, b, ctx)
