@@ -1,8 +1,9 @@
 """Benchmark the cnn family's training pipeline on Fashion-MNIST against the usual timm/torchvision one.
 
 zoo:   uint8 images in memory, one vectorised `get_batch` per step, augmentation on the whole batch
-       (zoo.augment.ClassificationAugment after a pad), the `cnn` ResNet of recipes/cnn/fashion_mnist.yaml.
-timm:  the same ResNet built with timm's ByobNet (3x3 stem, the recipe's widths and basic blocks per stage),
+       (zoo.augment.ClassificationAugment after a pad, with the recipe's progressive resizing), the `cnn`
+       ResNet of recipes/cnn/fashion_mnist.yaml.
+timm:  the same ResNet built with timm's ByobNet (3x3 stem of the recipe's stride, its widths and basic blocks),
        fed by a torch DataLoader (num_workers=2) running torchvision's per-sample RandomCrop(28, padding=2),
        RandomHorizontalFlip, ToTensor and Normalize on PIL images.
 Both use the recipe's optimiser, one-cycle schedule, label smoothing, train.amp (bf16 autocast where the
@@ -58,16 +59,17 @@ def millions_of_parameters(model: torch.nn.Module) -> float:
     return sum(p.numel() for p in model.parameters()) / 1e6
 
 
-def timm_equivalent(num_classes: int, in_chans: int, widths: list[int], depths: list[int]) -> torch.nn.Module:
-    """timm's ByobNet configured as the zoo `cnn` of the recipe: the same widths and blocks per stage
-    (its stem is stride 2 by design; set to 1 here)."""
+def timm_equivalent(num_classes: int, in_chans: int, widths: list[int], depths: list[int],
+                    stem_stride: int = 1) -> torch.nn.Module:
+    """timm's ByobNet configured as the zoo `cnn` of the recipe: the same widths, blocks per stage and
+    stem stride (its 3x3 stem conv is stride 2 by design; set to the recipe's)."""
     from timm.models.byobnet import ByoBlockCfg, ByobNet, ByoModelCfg
 
     blocks = tuple(ByoBlockCfg(type="basic", d=d, c=c, s=1 if i == 0 else 2, br=1.0)
                    for i, (c, d) in enumerate(zip(widths, depths)))
     model = ByobNet(ByoModelCfg(blocks=blocks, stem_chs=widths[0], stem_type="", stem_pool="", num_features=0),
                     num_classes=num_classes, in_chans=in_chans)
-    model.stem.conv.stride = (1, 1)
+    model.stem.conv.stride = (stem_stride, stem_stride)
     return model
 
 
@@ -121,7 +123,7 @@ def run(name: str, model, batches, transform, ctx, data, steps: int, steps_per_e
         t0 = time.perf_counter()
         images, labels = next(batches)
         with ctx.autocast():
-            logits = model(transform(images))
+            logits = model(transform(images, (step - 1) / steps))
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=smoothing)
         loss.backward()
         opt.step()
@@ -183,10 +185,11 @@ def main() -> None:
         PerSampleDataset(data.train.tensors[0], data.train.tensors[1], spec["mean"], spec["std"]),
         batch_size=batch, shuffle=True, num_workers=args.workers, persistent_workers=args.workers > 0)
     shape = recipe["model"]["args"]
-    timm_model = timm_equivalent(data.info["num_classes"], spec["channels"], shape["widths"], shape["depths"])
+    timm_model = timm_equivalent(data.info["num_classes"], spec["channels"], shape["widths"], shape["depths"],
+                                 shape.get("stem_stride", 1))
     print(f"timm equivalent: {millions_of_parameters(timm_model):.2f}M parameters")
     results["timm"] = run("timm", timm_model,
-                          timm_batches(loader, ctx.device), lambda x: x, ctx, data, steps, steps_per_epoch,
+                          timm_batches(loader, ctx.device), lambda x, progress: x, ctx, data, steps, steps_per_epoch,
                           args.target, eval_every, eval_limit)
 
     print(f"\n{'pipeline':<10} {'train img/s':>12} {'time to ' + str(args.target):>16} {'final test acc':>15}")
