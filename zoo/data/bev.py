@@ -17,7 +17,8 @@ with a little per-scene jitter of their poses; a textured road (asphalt, lane ma
 vehicles (about 4.5 x 1.9 x 1.6 m) mostly along the road, pedestrians (0.6 x 0.6 x 1.7 m) mostly
 beside it. Every pixel's ray is intersected with the ground and with every box (vectorised slab
 test in torch), shaded, supersampled and averaged. A box is labelled only when at least
-`min_visible_px` of its pixels are seen by some camera (nuScenes' visibility filter in spirit);
+`min_visible_px` of its pixels are seen by the cameras (nuScenes' visibility filter in spirit), counted
+in pixels of a 64 x 112 image: the same solid angle, so the same boxes, at any image size;
 it then marks every BEV cell it covers by half or more, and at least the cell holding its centre.
 
 Generated scenes are cached in `cache_dir()` (~/.cache/zoo/bev_scenes, or $ZOO_CACHE/bev_scenes; never the
@@ -55,7 +56,8 @@ VEHICLE_SIZE = (4.5, 1.9, 1.6)
 PEDESTRIAN_SIZE = (0.6, 0.6, 1.7)
 # A forward-looking level camera: columns are the camera's right (-y), down (-z), forward (+x) in ego axes.
 _CAM_AXES = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
-_GENERATOR_VERSION = 2  # bump when the renderer changes, so that old caches are not reused
+VISIBILITY_SIZE = (64, 112)  # the image size at which min_visible_px is counted
+_GENERATOR_VERSION = 3  # bump when the renderer changes, so that old caches are not reused
 DEPTH_STRIDE = 4  # depth maps are stored at 1/4 of the image resolution
 SKY_DEPTH = 1000.0  # depth of rays that hit nothing (0 means "unknown" in depth maps)
 
@@ -72,7 +74,8 @@ class WorldConfig:
         supersample: rays per pixel along each axis (averaged: anti-aliasing).
         rig_jitter: per-scene camera pose noise (degrees of yaw/pitch/roll; 0 for the exact rig).
         noise: std of per-pixel Gaussian noise on [0, 1] colours.
-        min_visible_px: pixels a box must cover in some camera to be labelled.
+        min_visible_px: pixels a box must cover in the cameras to be labelled, at the reference image size
+            `VISIBILITY_SIZE` (64 x 112; scaled by image area at other sizes, i.e. a fixed solid angle).
     """
 
     image_size: tuple[int, int] = (64, 112)
@@ -326,7 +329,8 @@ def _scene(seed: int, index: int, cfg: WorldConfig) -> dict:
     noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(int(rng.integers(2**62))))
     images = images + cfg.noise * noise
     boxes = torch.from_numpy(boxes)
-    boxes = boxes[visible >= cfg.min_visible_px] if len(boxes) else boxes
+    min_px = cfg.min_visible_px * cfg.image_size[0] * cfg.image_size[1] / (VISIBILITY_SIZE[0] * VISIBILITY_SIZE[1])
+    boxes = boxes[visible >= min_px] if len(boxes) else boxes
     return {"images": (images.clamp(0, 1) * 255).round().to(torch.uint8), "intrinsics": torch.from_numpy(intrinsics),
             "cam_to_ego": torch.from_numpy(cam_to_ego), "labels": rasterize(boxes, cfg), "boxes": boxes,
             "depth": depth.half()}
