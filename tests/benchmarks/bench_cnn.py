@@ -1,7 +1,7 @@
 """Benchmark the cnn family's training pipeline on Fashion-MNIST against the usual timm/torchvision one.
 
 zoo:   uint8 images in memory, one vectorised `get_batch` per step, augmentation on the whole batch
-       (zoo.augment.ClassificationAugment after a pad, with the recipe's progressive resizing), the `cnn`
+       (zoo.augment.ClassificationAugment after a pad; progressive resizing if the recipe sets it), the `cnn`
        ResNet of recipes/cnn/fashion_mnist.yaml.
 timm:  the same ResNet built with timm's ByobNet (3x3 stem of the recipe's stride, its widths and basic blocks),
        fed by a torch DataLoader (num_workers=2) running torchvision's per-sample RandomCrop(28, padding=2),
