@@ -57,8 +57,9 @@ def main() -> None:
         data += ["data.n_train=16", "data.n_test=8"]
     rows = []
     for name, (recipe, tag) in MODELS.items():
-        row = {"model": name, "params_M": sum(p.numel() for p in zoo.create(name).parameters()) / 1e6,
-               "fps_b1": frames_per_second(zoo.create(name, image_size=list(size)), size)}
+        model = zoo.create(name, image_size=list(size))
+        row = {"model": name, "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+               "fps_b1": frames_per_second(model, size)}
         if not a.quick and tag in zoo.list_pretrained():
             row["published_iou"] = evaluate(tag, overrides=["data.n_train=50", "data.n_val=0"])["iou_vehicle"]
         if steps:
