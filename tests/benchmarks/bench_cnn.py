@@ -60,16 +60,24 @@ def millions_of_parameters(model: torch.nn.Module) -> float:
 
 
 def timm_equivalent(num_classes: int, in_chans: int, widths: list[int], depths: list[int],
-                    stem_stride: int = 1) -> torch.nn.Module:
-    """timm's ByobNet configured as the zoo `cnn` of the recipe: the same widths, blocks per stage and
-    stem stride (its 3x3 stem conv is stride 2 by design; set to the recipe's)."""
+                    stem_stride: int = 1, downsample: str = "stride") -> torch.nn.Module:
+    """timm's ByobNet configured as the zoo `cnn` of the recipe: the same widths, blocks per stage,
+    stem stride (its 3x3 stem conv is stride 2 by design; set to the recipe's) and downsampling (with
+    "maxpool"/"avgpool" each later stage's first block runs at stride 1 after the same 2x2 pool)."""
     from timm.models.byobnet import ByoBlockCfg, ByobNet, ByoModelCfg
+
+    from zoo.models.cnn import DOWNSAMPLE
 
     blocks = tuple(ByoBlockCfg(type="basic", d=d, c=c, s=1 if i == 0 else 2, br=1.0)
                    for i, (c, d) in enumerate(zip(widths, depths)))
     model = ByobNet(ByoModelCfg(blocks=blocks, stem_chs=widths[0], stem_type="", stem_pool="", num_features=0),
                     num_classes=num_classes, in_chans=in_chans)
     model.stem.conv.stride = (stem_stride, stem_stride)
+    if downsample != "stride":
+        for i in range(1, len(model.stages)):
+            first = model.stages[i][0]
+            first.conv1_kxk.conv.stride = first.shortcut.conv.stride = (1, 1)
+            model.stages[i] = torch.nn.Sequential(DOWNSAMPLE[downsample](), *model.stages[i])
     return model
 
 
@@ -186,7 +194,7 @@ def main() -> None:
         batch_size=batch, shuffle=True, num_workers=args.workers, persistent_workers=args.workers > 0)
     shape = recipe["model"]["args"]
     timm_model = timm_equivalent(data.info["num_classes"], spec["channels"], shape["widths"], shape["depths"],
-                                 shape.get("stem_stride", 1))
+                                 shape.get("stem_stride", 1), shape.get("downsample", "stride"))
     print(f"timm equivalent: {millions_of_parameters(timm_model):.2f}M parameters")
     results["timm"] = run("timm", timm_model,
                           timm_batches(loader, ctx.device), lambda x, progress: x, ctx, data, steps, steps_per_epoch,
