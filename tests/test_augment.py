@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from zoo.augment import ClassificationAugment, ImageMaskAugment, RigAugment, VolumeAugment3D, seeded
-from zoo.augment.classification import sample_resized_crops
+from zoo.augment.classification import sample_resized_crops, tta_views
 from zoo.augment.color import _GRAY, apply_color_twist, sample_color_twist
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -61,6 +61,19 @@ def test_classification_crop_and_flip_geometry():
     assert torch.allclose(slopes, slopes[:, :1, :1].expand_as(slopes), atol=1e-3)  # one slope per image
     assert (slopes[:, 0, 0] > 0).any() and (slopes[:, 0, 0] < 0).any()  # both flipped and not
     assert out.min() >= 0 and out.max() <= 63
+
+
+def test_tta_views_shift_by_one_pixel_and_mirror():
+    x = torch.arange(1, 17, dtype=torch.uint8).view(1, 1, 4, 4)
+    assert len(tta_views(x, [])) == 1 and len(tta_views(x, ["flip"])) == 2
+    views = tta_views(x, ["shift", "flip"])
+    assert len(views) == 10 and all(v.shape == x.shape and v.dtype == torch.uint8 for v in views)
+    assert torch.equal(views[0], x) and torch.equal(views[5], x.flip(-1))
+    up, right = views[1], views[4]  # (dy, dx) = (-1, 0): the row above moves in; (0, 1): the column to the right
+    assert torch.equal(up[..., 1:, :], x[..., :-1, :]) and (up[..., 0, :] == 0).all()
+    assert torch.equal(right[..., :, :-1], x[..., :, 1:]) and (right[..., :, -1] == 0).all()
+    with pytest.raises(ValueError, match="unknown test-time augmentation"):
+        tta_views(x, ["rotate"])
 
 
 def test_resized_crop_boxes_follow_torchvision_rules():

@@ -168,6 +168,19 @@ def test_cnn_shapes_features_and_any_input():
         zoo.create("cnn", widths=[8, 16], depths=[1])
 
 
+@pytest.mark.parametrize("downsample", ["maxpool", "avgpool"])
+def test_pooled_downsampling_matches_the_strided_shapes_and_parameters(downsample):
+    args = {"widths": [8, 16, 32], "depths": [2, 1, 1], "stem_stride": 2, "features_only": True}
+    strided, pooled = zoo.create("cnn", **args), zoo.create("cnn", downsample=downsample, **args)
+    x = torch.randn(2, 1, 28, 28)
+    assert [m.shape for m in pooled(x)] == [m.shape for m in strided(x)]  # 14, 7, 4 px: odd sizes round up
+    assert sum(p.numel() for p in pooled.parameters()) == sum(p.numel() for p in strided.parameters())
+    assert all(m.stride in ((1, 1), 1) for m in pooled.modules() if isinstance(m, torch.nn.Conv2d)
+               and m is not pooled.stem.conv)  # the pools halve the resolution, no convolution does
+    with pytest.raises(ValueError, match="downsample must be one of stride, maxpool, avgpool, got 'pool'"):
+        zoo.create("cnn", downsample="pool")
+
+
 def test_cnn_adapts_in_chans_and_classes(tmp_path):
     source = zoo.create("cnn", widths=[8, 16, 32], depths=[1, 1, 1])
     folder = zoo.save_pretrained(source, tmp_path / "w", config={"tag": "cnn.tiny", "labels": list("abcdefghij")})
@@ -304,6 +317,27 @@ def test_evaluate_predict_and_confusion(tmp_path):
     assert rows[0] == "image,label,top1,p1,top2,p2,top3,p3" and len(rows) == 13
     one = TASK.predict(model, str(tmp_path / "f" / "dog" / "0.png"), tmp_path / "one")
     assert [p.name for p in one] == ["predictions.png", "predictions.csv"]
+
+
+def test_test_time_augmentation_averages_the_views(tmp_path):
+    _write_folder(tmp_path / "f", per_class=4)
+    data = I.read_image_folder(tmp_path / "f")["all"]
+    model = zoo.create("cnn", num_classes=3, widths=[8, 16, 32], depths=[1, 1, 1]).eval()
+    spec = {"size": [12, 12], "channels": 1, "mean": [0.4], "std": [0.3]}
+    ctx = _ctx(_recipe("model.pretrained=false", "augment.tta=[flip]"))
+    built = TASK.build_data({k: f[1] for k, f in TASK.DATA_SCHEMA.items()} | {"dataset": "folder",
+                            "root": str(tmp_path / "f"), "val_size": 0}, ctx)
+    assert built.info["input_spec"]["tta"] == ["flip"]  # into the card, so eval and predict use it too
+    with torch.no_grad():
+        plain, labels = TASK.predictions(model, ImageBatches.of(data, spec))
+        mirrored, _ = TASK.predictions(model, ImageBatches(data.images.flip(-1), data.labels, spec, data.classes))
+        both, _, single = TASK.predictions(model, ImageBatches.of(data, spec | {"tta": ["flip"]}), single_view=True)
+        metrics = TASK.evaluate(model, ImageBatches.of(data, spec | {"tta": ["flip", "shift"]}), ctx)
+    assert torch.allclose(both, (plain + mirrored) / 2, atol=1e-6) and torch.equal(single, plain)
+    assert {"accuracy", "accuracy_single_view"} <= set(metrics)
+    with pytest.raises(ValueError, match=r"augment.tta=\['rotate'\]: each entry must be one of flip, shift"):
+        TASK.build_data({k: f[1] for k, f in TASK.DATA_SCHEMA.items()} | {"dataset": "folder",
+                        "root": str(tmp_path / "f")}, _ctx(_recipe("model.pretrained=false", "augment.tta=[rotate]")))
 
 
 def test_metrics_by_hand():

@@ -94,6 +94,34 @@ def crop_grid(
     return torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
 
 
+TTA_KINDS = ("flip", "shift")
+
+
+def tta_views(images: torch.Tensor, kinds: Sequence[str]) -> list[torch.Tensor]:
+    """Test-time augmentation: the views of a batch whose predictions are averaged.
+
+    "shift" adds the batch moved by one pixel up, down, left and right (zero fill, as training's
+    pad-and-crop translation); "flip" adds the mirror image of every view so far. Both give 10
+    views; the first view is always the batch itself.
+
+    Shapes:
+        - images: :math:`(B, C, H, W)`, any dtype (uint8 before normalisation keeps the zero fill black)
+        - output: a list of :math:`(B, C, H, W)`
+    """
+    unknown = [k for k in kinds if k not in TTA_KINDS]
+    if unknown:
+        raise ValueError(f"unknown test-time augmentation {unknown}; choose from {', '.join(TTA_KINDS)}")
+    views = [images]
+    if "shift" in kinds:
+        h, w = images.shape[-2:]
+        padded = F.pad(images, (1, 1, 1, 1))
+        views += [padded[..., 1 + dy: 1 + dy + h, 1 + dx: 1 + dx + w]
+                  for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
+    if "flip" in kinds:
+        views += [view.flip(-1) for view in views]
+    return views
+
+
 class ClassificationAugment(nn.Module):
     r"""Classification pre-processing for whole batches on their own device.
 

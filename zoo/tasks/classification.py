@@ -196,6 +196,8 @@ class ClassificationTask(Task):
         "resize_from": Field((int, type(None)), None,
                              "progressive resizing: train at this many pixels (shorter side) at the start"),
         "resize_until": Field(NUM, 0.75, "share of training at which progressive resizing reaches the full size"),
+        "tta": Field(list, [], "test-time augmentation for evaluation and predict: [flip], [shift] or both "
+                               "(softmax averaged over the views); stored in the card's input_spec"),
     }
 
     # ----------------------------------------------------------------- data and model
@@ -206,6 +208,13 @@ class ClassificationTask(Task):
                 raise ValueError(f"data.{key} must be [H, W] with positive ints, got {size}")
         train, val, test = load_sets(cfg)
         spec = input_spec_for(train, pretrained_input_spec(ctx.recipe["model"]), cfg["input_size"])
+        tta = ctx.recipe["augment"]["tta"]
+        if tta:
+            from zoo.augment.classification import TTA_KINDS
+
+            if not set(tta) <= set(TTA_KINDS):
+                raise ValueError(f"augment.tta={tta}: each entry must be one of {', '.join(TTA_KINDS)}")
+            spec["tta"] = list(tta)  # in the card: zoo eval and predict average the same views
         wrap = {name: ImageBatches.of(s, spec) if s is not None else None
                 for name, s in (("train", train), ("val", val), ("test", test))}
         info = {"num_classes": len(train.classes), "in_chans": spec["channels"], "labels": list(train.classes),
@@ -259,22 +268,37 @@ class ClassificationTask(Task):
 
         return ClassificationAugment.from_spec(spec, train=False).to(device)
 
-    def predictions(self, model, dataset: ImageBatches, ctx=None, batch_size: int = 500):
-        """(probabilities (N, K), labels (N,)) of `model` on a whole ImageBatches, in order."""
+    def predictions(self, model, dataset: ImageBatches, ctx=None, batch_size: int = 500,
+                    single_view: bool = False):
+        """(probabilities (N, K), labels (N,)) of `model` on a whole ImageBatches, in order.
+
+        Where the input spec names test-time augmentation ("tta"), the probabilities are the mean
+        over its views; `single_view=True` also returns those of the plain images, as a third item.
+        """
+        from zoo.augment.classification import tta_views
+
         device = ctx.device if ctx is not None else next(model.parameters()).device
         if ctx is not None:
             batch_size = ctx.recipe["train"]["eval_batch_size"] or batch_size
         transform = self._eval_transform(dataset.spec, device)
-        probs, labels = [], []
+        kinds = dataset.spec.get("tta") or []
+        probs, plain, labels = [], [], []
         for images, y in sequential_batches(dataset, batch_size, device):
-            probs.append(model(transform(images)).float().softmax(1).cpu())
+            views = [model(transform(view)).float().softmax(1) for view in tta_views(images, kinds)]
+            probs.append((sum(views) / len(views)).cpu())
+            plain.append(views[0].cpu())
             labels.append(y.cpu())
-        return torch.cat(probs), torch.cat(labels)
+        out = torch.cat(probs), torch.cat(labels)
+        return out + (torch.cat(plain),) if single_view else out
 
     def evaluate(self, model, dataset, ctx) -> dict[str, float]:
-        """accuracy, top-5 accuracy (more than 5 classes), mean per-class accuracy and cross-entropy."""
-        probs, labels = self.predictions(model, dataset, ctx)
-        return classification_metrics(probs, labels)
+        """accuracy, top-5 accuracy (more than 5 classes), mean per-class accuracy and cross-entropy;
+        with test-time augmentation also `accuracy_single_view` (the plain images alone)."""
+        probs, labels, plain = self.predictions(model, dataset, ctx, single_view=True)
+        metrics = classification_metrics(probs, labels)
+        if dataset.spec.get("tta"):
+            metrics["accuracy_single_view"] = classification_metrics(plain, labels)["accuracy"]
+        return metrics
 
     # ----------------------------------------------------------------- use
     def finetune_overrides(self, data_path: str) -> list[str]:
