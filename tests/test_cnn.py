@@ -181,6 +181,14 @@ def test_pooled_downsampling_matches_the_strided_shapes_and_parameters(downsampl
         zoo.create("cnn", downsample="pool")
 
 
+def test_head_pool_keeps_a_grid_of_positions():
+    model = zoo.create("cnn", num_classes=5, widths=[8, 16], depths=[1, 1], head_pool=2).eval()
+    assert model.head.fc.in_features == 16 * 4
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 5) and model(torch.randn(1, 1, 8, 8)).shape == (1, 5)
+    maps = model.forward_features(torch.randn(1, 1, 28, 28))
+    assert model.forward_head(maps, pre_logits=True).shape == (1, 64)
+
+
 def test_cnn_adapts_in_chans_and_classes(tmp_path):
     source = zoo.create("cnn", widths=[8, 16, 32], depths=[1, 1, 1])
     folder = zoo.save_pretrained(source, tmp_path / "w", config={"tag": "cnn.tiny", "labels": list("abcdefghij")})
