@@ -343,6 +343,8 @@ def test_test_time_augmentation_averages_the_views(tmp_path):
         metrics = TASK.evaluate(model, ImageBatches.of(data, spec | {"tta": ["flip", "shift"]}), ctx)
     assert torch.allclose(both, (plain + mirrored) / 2, atol=1e-6) and torch.equal(single, plain)
     assert {"accuracy", "accuracy_single_view"} <= set(metrics)
+    TASK.write_eval_report(model, ImageBatches.of(data, spec | {"tta": ["flip"]}), tmp_path / "report")
+    assert "accuracy_single_view" in json.loads((tmp_path / "report" / "metrics.json").read_text())
     with pytest.raises(ValueError, match=r"augment.tta=\['rotate'\]: each entry must be one of flip, shift"):
         TASK.build_data({k: f[1] for k, f in TASK.DATA_SCHEMA.items()} | {"dataset": "folder",
                         "root": str(tmp_path / "f")}, _ctx(_recipe("model.pretrained=false", "augment.tta=[rotate]")))

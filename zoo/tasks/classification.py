@@ -291,14 +291,18 @@ class ClassificationTask(Task):
         out = torch.cat(probs), torch.cat(labels)
         return out + (torch.cat(plain),) if single_view else out
 
-    def evaluate(self, model, dataset, ctx) -> dict[str, float]:
-        """accuracy, top-5 accuracy (more than 5 classes), mean per-class accuracy and cross-entropy;
-        with test-time augmentation also `accuracy_single_view` (the plain images alone)."""
+    def _scored(self, model, dataset: ImageBatches, ctx=None) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+        """(metrics, probabilities, labels); with test-time augmentation the metrics add `accuracy_single_view`."""
         probs, labels, plain = self.predictions(model, dataset, ctx, single_view=True)
         metrics = classification_metrics(probs, labels)
         if dataset.spec.get("tta"):
             metrics["accuracy_single_view"] = classification_metrics(plain, labels)["accuracy"]
-        return metrics
+        return metrics, probs, labels
+
+    def evaluate(self, model, dataset, ctx) -> dict[str, float]:
+        """accuracy, top-5 accuracy (more than 5 classes), mean per-class accuracy and cross-entropy;
+        with test-time augmentation also `accuracy_single_view` (the plain images alone)."""
+        return self._scored(model, dataset, ctx)[0]
 
     # ----------------------------------------------------------------- use
     def finetune_overrides(self, data_path: str) -> list[str]:
@@ -311,8 +315,7 @@ class ClassificationTask(Task):
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         with torch.no_grad():
-            probs, labels = self.predictions(model.eval(), dataset, ctx)
-        metrics = classification_metrics(probs, labels)
+            metrics, probs, labels = self._scored(model.eval(), dataset, ctx)
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         matrix = confusion_matrix(probs.argmax(1), labels, len(dataset.classes))
         picture = draw_confusion(matrix, dataset.classes, out_dir / "confusion.png",
