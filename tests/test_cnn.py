@@ -433,3 +433,14 @@ def test_load_sets_fashion_subset():
                                                               "val_size": 100}
     train, val, test = load_sets(cfg)
     assert (len(train), len(val), len(test)) == (400, 100, 10000)
+
+
+def test_finetune_refuses_a_one_class_folder(tmp_path, capsys):
+    """One class folder would 'train' to accuracy 1.0: refused before any step, with what to do instead."""
+    _write_folder(tmp_path / "only", classes=("good",), per_class=8)
+    recipe = _recipe(f"data.root={tmp_path / 'only'}", "data.dataset=folder", "model.pretrained=false")
+    with pytest.raises(ValueError, match=r"one class \('good'\); a classifier needs at least two"):
+        TASK.build_data(recipe["data"], _ctx(recipe))
+    code = main(["finetune", "cnn", "--data", str(tmp_path / "only"), "--runs", str(tmp_path / "runs")])
+    assert code != 0 and "at least two" in capsys.readouterr().err
+    assert not list((tmp_path / "runs").glob("*/model"))  # nothing was trained or written as a model

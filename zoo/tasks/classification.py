@@ -153,6 +153,12 @@ def load_sets(cfg: dict) -> tuple[I.ImageSet, I.ImageSet | None, I.ImageSet | No
             train = I.read_image_csv(cfg["root"], cfg["image_size"], cfg["channels"])
     else:
         raise ValueError(f"data.dataset: unknown dataset {kind!r}; choose one of {', '.join(DATASETS)}")
+    if len(set(train.labels.tolist())) < 2:
+        where = f"data.root={cfg['root']}" if cfg["root"] else f"data.dataset={kind}"
+        found = sorted({train.classes[i] for i in train.labels.tolist()})
+        raise ValueError(f"{where}: the training images hold one class ({', '.join(map(repr, found))}); a classifier "
+                         "needs at least two, one sub-folder per class (ROOT/<class>/<image>). For normal images "
+                         "only, fine-tune an anomaly detector instead: zoo finetune patchcore --data ROOT")
     if cfg["train_limit"] and cfg["train_limit"] < len(train):
         _, subset = I.stratified_split(train.labels, cfg["train_limit"], cfg["split_seed"])
         train = train.subset(subset)
