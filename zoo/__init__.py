@@ -3,6 +3,7 @@
     import zoo
     model = zoo.create("unet3d", pretrained=True)
     zoo.list_models("nerf*"), zoo.list_pretrained(), zoo.model_info("gcn.cora")
+    zoo.transforms("gcn.cora")   # raw community input -> what forward expects, from the card
 
 Importing zoo is light: torch and the domain libraries load when a model is first built.
 """
@@ -15,6 +16,7 @@ _EXPORTS = {
     "create": "registry", "list_models": "registry", "list_pretrained": "registry",
     "model_info": "registry", "register_model": "registry", "is_model": "registry",
     "save_pretrained": "weights", "push_to_hub": "weights", "download": "weights",
+    "transforms": None,  # the module itself, which is callable: zoo.transforms("gcn.cora")
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -24,7 +26,8 @@ def __getattr__(name: str):
     if name in _EXPORTS:
         import importlib
 
-        value = getattr(importlib.import_module(f"zoo.{_EXPORTS[name]}"), name)
+        module = importlib.import_module(f"zoo.{_EXPORTS[name] or name}")
+        value = module if _EXPORTS[name] is None else getattr(module, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'zoo' has no attribute {name!r}")

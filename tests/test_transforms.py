@@ -1,0 +1,196 @@
+"""zoo.transforms: for published tags, the field's own loader -> zoo.transforms -> the model gives the card's
+metric on the card's evaluation data; unet3d gives the same segmentation in any orientation and spacing.
+
+Tags whose full evaluation takes long on 2 CPU cores are marked slow (`pytest -m slow tests/test_transforms.py`);
+where a default-suite check uses a fixed slice of the evaluation data, its test says so.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import zoo
+from conftest import data_or_skip
+from zoo.specs import ImageSpec, ObservationSpec, VolumeSpec, spec_class, spec_of
+
+torch.set_num_threads(1)
+
+
+def _card(tag: str) -> dict:
+    return zoo.model_info(tag)
+
+
+# --------------------------------------------------------------------------- the typed specs
+
+
+@pytest.mark.parametrize("tag", zoo.list_pretrained())
+def test_every_card_has_a_typed_input_spec_with_its_task_keys(tag):
+    card = _card(tag)
+    spec = spec_of(card)
+    assert sorted(card["input_spec"]) == sorted(spec.to_dict()), "the card's keys are the spec class's fields"
+    assert type(spec).from_dict(spec.to_dict()) == spec
+    assert isinstance(zoo.transforms(tag), zoo.transforms.Transform)
+    assert spec.describe() and "None" not in spec.describe()
+
+
+def test_specs_refuse_unknown_and_missing_keys():
+    with pytest.raises(ValueError, match=r"unknown input_spec key\(s\) \['sise'\]"):
+        ImageSpec.from_dict({"sise": [28, 28], "channels": 1})
+    with pytest.raises(ValueError, match=r"lacks \['spacing_mm', 'patch_size'\]"):
+        VolumeSpec.from_dict({"channels": 1})
+    with pytest.raises(KeyError, match="no input spec for task 'poetry'"):
+        spec_class("poetry")
+
+
+def test_transforms_of_a_name_without_a_card_says_so():
+    with pytest.raises(ValueError, match="no published weights"):
+        zoo.transforms("nerf_vanilla")
+
+
+# --------------------------------------------------------------------------- gcn: Planetoid(root, name)
+
+
+def _planetoid(tmp_path: Path, name: str):
+    from torch_geometric.datasets import Planetoid
+
+    raw = data_or_skip("planetoid", name, "raw")
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "raw").symlink_to(raw, target_is_directory=True)  # PyG writes processed/ beside raw/
+    return Planetoid(str(tmp_path), name)[0]
+
+
+@pytest.mark.parametrize("tag", ["gcn.cora", "gcn.citeseer", "dagnn.cora"])
+def test_gcn_planetoid_through_transforms_gives_the_card_accuracy(tmp_path, tag):
+    card = _card(tag)
+    data = _planetoid(tmp_path, card["input_spec"]["dataset"])
+    model = zoo.create(tag, pretrained=True)
+    with torch.no_grad():
+        raw_pred = model(data.x, data.edge_index).argmax(1)
+        ready = zoo.transforms(tag)(data)
+        pred = model(ready.x, ready.edge_index).argmax(1)
+    acc = float((pred[data.test_mask] == data.y[data.test_mask]).float().mean())
+    assert acc == pytest.approx(card["metrics"]["accuracy"], abs=1e-3)
+    raw_acc = float((raw_pred[data.test_mask] == data.y[data.test_mask]).float().mean())
+    assert raw_acc < acc  # the preprocessing matters: without it the card's number is not reached
+
+
+# --------------------------------------------------------------------------- cnn: uint8 images / PIL
+
+
+def test_cnn_digits_sklearn_through_transforms_gives_the_card_accuracy():
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    card = _card("cnn.digits")
+    digits = load_digits()
+    _, test = train_test_split(np.arange(len(digits.images)), test_size=0.5, stratify=digits.target,
+                               random_state=0)  # the card's split (zoo.data.images.digits_split)
+    images = torch.from_numpy(np.round(digits.images[test] * (255 / 16)).astype(np.uint8))[:, None]  # 0-16 -> uint8
+    t = zoo.transforms("cnn.digits")
+    model = zoo.create("cnn.digits", pretrained=True)
+    with torch.no_grad():
+        pred = model(t(images)).argmax(1).numpy()
+    acc = float((pred == digits.target[test]).mean())
+    assert acc == pytest.approx(card["metrics"]["accuracy"], abs=2e-3)
+    one = Image.fromarray(images[0, 0].numpy())  # a PIL image gives the same tensor as the uint8 one
+    assert torch.allclose(t(one), t(images[:1]))
+    assert torch.allclose(t(one.convert("RGB")), t(images[:1]), atol=1e-6)
+
+
+def _fashion_mnist_test(tmp_path: Path):
+    """torchvision's FashionMNIST(root, train=False) on the Debian package's files (no download)."""
+    from torchvision.datasets import FashionMNIST
+
+    src = Path("/usr/share/datasets/fashion-mnist")
+    if not (src / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"Fashion-MNIST not available: {src} (apt-get install dataset-fashion-mnist)")
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "train-images-idx3-ubyte",
+                 "train-labels-idx1-ubyte"):
+        with gzip.open(src / f"{name}.gz") as f, open(raw / name, "wb") as out:
+            shutil.copyfileobj(f, out)
+    return FashionMNIST(str(tmp_path), train=False, download=False)
+
+
+def test_cnn_fashion_mnist_torchvision_through_transforms(tmp_path):
+    """Full 10,000 test images, one view each: the card's accuracy_single_view (its headline averages 10 views)."""
+    card = _card("cnn.fashion_mnist")
+    ds = _fashion_mnist_test(tmp_path)
+    t = zoo.transforms("cnn.fashion_mnist")
+    model = zoo.create("cnn.fashion_mnist", pretrained=True)
+    assert torch.allclose(t(ds[0][0]), t(ds.data[:1, None]))  # PIL (what the dataset yields) == uint8 tensor
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(ds), 1000):
+            x = t(ds.data[start:start + 1000, None])
+            correct += int((model(x).argmax(1) == ds.targets[start:start + 1000]).sum())
+    assert correct / len(ds) == pytest.approx(card["metrics"]["accuracy_single_view"], abs=1e-3)
+
+
+# --------------------------------------------------------------------------- dqn: gymnasium observations
+
+
+def _greedy_returns(tag: str, episodes: int, seed: int) -> list[float]:
+    import gymnasium as gym
+
+    spec = spec_of(_card(tag))
+    assert isinstance(spec, ObservationSpec)
+    model = zoo.create(tag, pretrained=True)
+    t = zoo.transforms(tag)
+    if spec.env.startswith("MinAtar/"):
+        import minatar.gym
+
+        minatar.gym.register_envs()
+    kwargs = {"max_episode_steps": spec.max_episode_steps} if spec.max_episode_steps else {}
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make(spec.env, **spec.env_kwargs, **kwargs)] * min(10, episodes))
+    n = envs.num_envs
+    quota = [episodes // n + (i < episodes % n) for i in range(n)]
+    done, ret, returns = [0] * n, np.zeros(n), []
+    obs, _ = envs.reset(seed=seed)
+    with torch.no_grad():
+        while any(d < q for d, q in zip(done, quota)):
+            obs, rew, term, trunc, _ = envs.step(model(t(obs)).argmax(1).numpy())
+            ret += rew
+            for i in np.flatnonzero(term | trunc):
+                if done[i] < quota[i]:
+                    returns.append(float(ret[i]))
+                    done[i] += 1
+                ret[i] = 0
+    envs.close()
+    return returns
+
+
+def test_dqn_cartpole_gymnasium_observations_through_transforms():
+    """A fixed slice: 10 of the card's 100 greedy evaluation episodes (same seed)."""
+    card = _card("dqn.cartpole")
+    returns = _greedy_returns("dqn.cartpole", 10, card["input_spec"]["evaluation"]["seed"])
+    assert np.mean(returns) >= card["metrics"]["return_mean"] - 25  # the card: 500 in every episode
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tag", ["dqn.cartpole", "dqn.acrobot", "dqn.lunarlander", "dqn.minatar_breakout"])
+def test_dqn_card_return_through_transforms(tag):
+    card = _card(tag)
+    ev = card["input_spec"]["evaluation"]
+    returns = _greedy_returns(tag, ev["episodes"], ev["seed"])
+    m = card["metrics"]
+    assert np.mean(returns) == pytest.approx(m["return_mean"], abs=max(2 * m["return_std"] / 10, 1.0))
+
+
+def test_minatar_observation_moves_channels_first():
+    t = zoo.transforms("dqn.minatar_breakout")
+    raw = np.zeros((10, 10, 4), dtype=bool)
+    raw[2, 3, 1] = True
+    x = t(raw)
+    assert x.shape == (1, 4, 10, 10) and x.dtype == torch.float32 and x[0, 1, 2, 3] == 1
+    with pytest.raises(ValueError, match=r"observations are \[10, 10, 4\]"):
+        t(np.zeros((4, 10)))
