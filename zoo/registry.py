@@ -259,7 +259,15 @@ def create(name: str, pretrained: bool | str | os.PathLike = False, *, num_class
         cfg.update({"tag": loaded_cfg.get("tag"), "source": str(folder),
                     "sha256": loaded_cfg["files"][W.WEIGHTS_FILE]["sha256"],
                     "revision_resolved": folder.name if "snapshots" in folder.parts else "local",
-                    "metrics": loaded_cfg.get("metrics", {}), "license": loaded_cfg.get("license")})
+                    "metrics": loaded_cfg.get("metrics", {}), "license": loaded_cfg.get("license"),
+                    "datasets": loaded_cfg.get("datasets")})
+        if changed:  # an adapted head or first layer is another model: the parent's metrics do not describe it
+            from .cards import derived_from
+
+            cfg.update(metrics={}, derived_from=derived_from(cfg, changed))
+        from .cards import state_digest
+
+        cfg["state_digest"] = state_digest(model)  # save_pretrained tells a model trained after loading by it
     elif card is not None:
         cfg["tag"] = None  # the card's architecture without its weights
     model.pretrained_cfg = cfg

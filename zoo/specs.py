@@ -78,8 +78,8 @@ class ImageSpec(InputSpec):
         norm = (f"normalised with mean {list(self.mean)} and std {list(self.std)}" if self.mean
                 else f"floats in {list(self.range)}, normalised inside the model")
         crop = "" if self.crop_pct == 1.0 else f", centre crop {self.crop_pct}"
-        tta = (f" The card's headline metric averages test-time views ({', '.join(self.tta)}); forward is "
-               "one view.") if self.tta else ""
+        tta = (f" zoo's evaluation averages test-time views ({', '.join(self.tta)}); forward is one "
+               "view.") if self.tta else ""
         return (f"{colour} images, {self.interpolation} resize to {self.size[0]}x{self.size[1]}{crop}, {norm}; "
                 f"layout {self.layout}. Raw input: a PIL image or a uint8 tensor (C, H, W) / (B, C, H, W).{tta}")
 

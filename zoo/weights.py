@@ -279,31 +279,11 @@ def _state_for_saving(model) -> dict:
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
 
 
-def card_readme(config: dict, body: str = "") -> str:
-    """Model card: YAML metadata the Hub understands, then the human text."""
-    import yaml
+def card_readme(config: dict, body: str = "", folder: str | os.PathLike | None = None) -> str:
+    """Model card text: Hub metadata (huggingface_hub ModelCardData, model-index) then the body (zoo.cards)."""
+    from .cards import card_readme as readme
 
-    metrics = config.get("metrics", {})
-    meta = {
-        "license": config.get("license", "apache-2.0"),
-        "library_name": "zoo",
-        "tags": ["zoo", config.get("family", ""), config.get("task", "")],
-        "datasets": config.get("datasets", []),
-        "model-index": [{
-            "name": config.get("tag", ""),
-            "results": [{
-                "task": {"type": config.get("task", "")},
-                "dataset": {"name": ", ".join(config.get("datasets", [])) or "see card"},
-                "metrics": [{"type": k, "value": v} for k, v in metrics.items() if isinstance(v, (int, float))],
-            }],
-        }],
-    }
-    head = "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n"
-    if not body:
-        rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items())
-        body = (f"# {config.get('tag')}\n\n`zoo.create(\"{config.get('tag')}\", pretrained=True)`\n\n"
-                f"| metric | value |\n|---|---|\n{rows}\n")
-    return head + "\n" + body
+    return readme(config, body, folder)
 
 
 def save_pretrained(model, folder: str | os.PathLike, *, config: dict | None = None,
@@ -313,12 +293,13 @@ def save_pretrained(model, folder: str | os.PathLike, *, config: dict | None = N
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
-    cfg.update(config or {})
+    from .cards import describe_saved
+
+    cfg = describe_saved(model, config)  # what the model is now: a changed model drops its parent's metrics
     if "arch" not in cfg:
         raise ValueError("save_pretrained needs the model's arch: create it with zoo.create "
                          "or pass config={'arch': ...}")
-    cfg.setdefault("tag", cfg["arch"])
+    cfg["tag"] = cfg.get("tag") or cfg["arch"]
     cfg.setdefault("family", cfg["arch"].split("_")[0])
     for key in ("model_args", "input_spec", "metrics"):
         cfg.setdefault(key, {})
@@ -332,7 +313,7 @@ def save_pretrained(model, folder: str | os.PathLike, *, config: dict | None = N
     cfg["files"] = {WEIGHTS_FILE: {"sha256": sha256_file(w), "size": w.stat().st_size}}
     write_json(folder / "config.json", cfg)
     with atomic_path(folder / "README.md") as tmp:
-        tmp.write_text(card_readme(cfg, readme or ""))
+        tmp.write_text(card_readme(cfg, readme or "", folder))
     if recipe is not None:
         import yaml
 

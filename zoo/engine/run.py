@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 import yaml
 
+from .. import cards
 from .. import recipes as R
 from .. import weights as W
 from ..registry import create, get_spec
@@ -129,8 +130,11 @@ def train(recipe_name, overrides=(), *, resume: str | Path | None = None, run_di
             card.update(tag=recipe["weights"]["tag"], license=recipe["weights"]["license"],
                         datasets=recipe["weights"]["datasets"])
         else:  # a fine-tuned model is not the published tag it started from: the run names it
-            arch = (getattr(model, "pretrained_cfg", None) or {}).get("arch", "model")  # set by zoo.create
-            card.update(tag=f"{arch}.{run_dir.name}")
+            cfg = getattr(model, "pretrained_cfg", None) or {}  # set by zoo.create
+            data = cards.data_words(recipe)
+            card.update(tag=f"{cfg.get('arch', 'model')}.{run_dir.name}", datasets=[data])
+            if cfg.get("sha256"):  # started from published weights: the card names them
+                card["derived_from"] = cards.derived_from(cfg, [f"fine-tuned on {data}"])
         W.save_pretrained(model, run_dir / "model", config=card, recipe=recipe)
         write_json(run_dir / "result.json", result)
     if ctx.world_size > 1:
@@ -180,49 +184,6 @@ def evaluate(name_or_run: str, *, data: str | None = None, overrides=(), device:
         return {k: float(v) for k, v in task.evaluate(model, ds.test if ds.test is not None else ds.val, ctx).items()}
 
 
-def card_body(config: dict, recipe: dict, result: dict, run: dict) -> str:
-    tag = config["tag"]
-    rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
-                     for k, v in config["metrics"].items())
-    expect = result.get("expect", {})
-    summary = recipe.get("weights", {}).get("summary") or recipe.get("description", "")
-    datasets = ", ".join(recipe.get("weights", {}).get("datasets", [])) or "see recipe"
-    recipe_path = f"recipes/{config['family']}/{Path(run.get('recipe', tag)).stem}.yaml"
-    return f"""# {tag}
-
-{summary}
-
-```python
-import zoo
-model = zoo.create("{tag}", pretrained=True)
-```
-
-## Results
-
-| metric | value |
-|---|---|
-{rows}
-
-Card check: `{expect.get('metric')}` must be {'>=' if expect.get('mode') == 'max' else '<='} {expect.get('value')}
-(tolerance {expect.get('tolerance')}) — re-checked by `zoo reproduce {tag}` and the test suite.
-
-## Training
-
-- data: {datasets}
-- recipe: `{recipe_path}` (resolved copy in recipe.yaml)
-- command: `{run.get('command', '')}`
-- hardware: {result.get('hardware')} ({result.get('device')}, {result.get('world_size', 1)} process(es)\
-{', ' + result['precision'] if result.get('precision') else ''})
-- training time: {result.get('fit', {}).get('train_seconds', result.get('wall_seconds', 0)):.0f} s
-  (wall, including evaluation: {result.get('wall_seconds', 0):.0f} s), torch {result.get('torch')}
-
-## Intended use and license
-
-Reference weights for research and teaching, reproducible from the recipe on a CPU machine.
-License: {config.get('license')}. Input: {json.dumps(config.get('input_spec', {}))}
-"""
-
-
 def export(run_dir: str | Path, tag: str | None = None, *, weights_root: str | Path | None = None) -> Path:
     """Copy a finished run's model into a hub-ready weights folder and refresh the card index."""
     run_dir = Path(run_dir)
@@ -249,7 +210,7 @@ def export(run_dir: str | Path, tag: str | None = None, *, weights_root: str | P
     shutil.copyfile(src / W.WEIGHTS_FILE, dest / W.WEIGHTS_FILE)
     write_json(dest / "config.json", config)
     (dest / "recipe.yaml").write_text(R.dump(recipe))
-    (dest / "README.md").write_text(W.card_readme(config, card_body(config, recipe, result, run)))
+    (dest / "README.md").write_text(cards.card_readme(config, cards.publish_body(config, recipe, result, run, dest)))
     if bundled:
         W.write_index()
     return dest
