@@ -8,16 +8,15 @@ where a default-suite check uses a fixed slice of the evaluation data, its test 
 from __future__ import annotations
 
 import gzip
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import data_or_skip
 
 import zoo
-from conftest import data_or_skip
 from zoo.specs import ImageSpec, ObservationSpec, VolumeSpec, spec_class, spec_of
 
 torch.set_num_threads(1)
@@ -282,3 +281,45 @@ def test_unet3d_card_dice_through_nibabel_and_transforms(tmp_path):
         dice = float(np.mean(_dice(seg[:, front], truth[:, front])))
         assert dice >= expect["value"] - expect["tolerance"]
         assert dice == pytest.approx(card["metrics"]["mean_dice"], abs=0.03)
+
+
+# --------------------------------------------------------------------------- patchcore: PIL images
+
+
+def _mvtec_scores(tag: str, per_folder: int | None = None):
+    """(labels, image scores) of the card's MVTec-layout test set (or its first `per_folder` images of each
+    folder), read with PIL as anomalib's Folder would."""
+    import yaml
+    from PIL import Image
+
+    from zoo.data.anomaly import make_texture_benchmark
+    from zoo.weights import resolve
+
+    data = yaml.safe_load((resolve(tag) / "recipe.yaml").read_text())["data"]
+    root = make_texture_benchmark(data["texture"], data["root"], n_train=data["n_train"], n_test=data["n_test"],
+                                  image_size=data["image_size"], seed=data.get("seed", 0))
+    files = [f for d in sorted((root / "test").iterdir()) for f in sorted(d.glob("*.png"))[:per_folder]]
+    t = zoo.transforms(tag)
+    model = zoo.create(tag, pretrained=True)
+    with torch.no_grad():
+        scores = torch.cat([model(torch.cat([t(Image.open(f)) for f in files[i:i + 16]]))["score"]
+                            for i in range(0, len(files), 16)])
+    return np.array([f.parent.name != "good" for f in files]), scores.numpy()
+
+
+def test_patchcore_pil_images_through_transforms_a_fixed_slice():
+    """A fixed slice: the first 3 images of each of the 5 test folders of patchcore.brick (card: all 75)."""
+    from sklearn.metrics import roc_auc_score
+
+    labels, scores = _mvtec_scores("patchcore.brick", per_folder=3)
+    assert len(labels) == 15 and roc_auc_score(labels, scores) == pytest.approx(
+        _card("patchcore.brick")["metrics"]["image_auroc"], abs=5e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tag", ["patchcore.brick", "patchcore.grass", "patchcore.gravel"])
+def test_patchcore_pil_images_through_transforms_give_the_card_auroc(tag):
+    from sklearn.metrics import roc_auc_score
+
+    labels, scores = _mvtec_scores(tag)
+    assert roc_auc_score(labels, scores) == pytest.approx(_card(tag)["metrics"]["image_auroc"], abs=5e-3)
