@@ -8,6 +8,7 @@ where a default-suite check uses a fixed slice of the evaluation data, its test 
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 from pathlib import Path
 
@@ -323,3 +324,87 @@ def test_patchcore_pil_images_through_transforms_give_the_card_auroc(tag):
 
     labels, scores = _mvtec_scores(tag)
     assert roc_auc_score(labels, scores) == pytest.approx(_card(tag)["metrics"]["image_auroc"], abs=5e-3)
+
+
+# --------------------------------------------------------------------------- nerf: a transforms.json camera
+
+
+def test_nerf_transforms_json_cameras_give_the_card_psnr():
+    """The card's 9 held-out lego views, read with json + PIL, rendered at 100x100 through zoo.transforms."""
+    from PIL import Image
+
+    lego = data_or_skip("nerf_synthetic", "lego")
+    meta = json.loads((lego / "transforms_train.json").read_text())
+    t = zoo.transforms("nerf.lego")
+    model = zoo.create("nerf.lego", pretrained=True)
+    psnrs = []
+    for frame in meta["frames"]:
+        if frame["file_path"] not in {f"./train/r_{i}" for i in range(0, 90, 10)}:
+            continue
+        rgba = torch.from_numpy(np.asarray(Image.open(lego / f"{frame['file_path']}.png"), dtype=np.float32) / 255)
+        rgba[..., :3] *= rgba[..., 3:]  # premultiplied, then area-averaged to the card's size as a camera would
+        small = torch.nn.functional.interpolate(rgba.permute(2, 0, 1)[None], size=(100, 100), mode="area")[0]
+        target = (small[:3] + (1 - small[3:])).permute(1, 2, 0)  # on the card's white background
+        rgb = model.render(**t(frame, meta))["rgb"]
+        psnrs.append(float(-10 * torch.log10(((rgb - target) ** 2).mean())))
+    assert len(psnrs) == 9
+    assert np.mean(psnrs) == pytest.approx(_card("nerf.lego")["metrics"]["psnr"], abs=0.1)
+
+
+# --------------------------------------------------------------------------- bev: the camera rig
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tag", ["bev.synthetic", "bev_lss.synthetic"])
+def test_bev_rigs_in_the_json_layout_give_the_card_iou(tmp_path, tag):
+    """The card's 300 generated test scenes written in zoo's BEV JSON layout, read back with json + PIL as rigs."""
+    import yaml
+    from PIL import Image
+
+    from zoo.data import bev as D
+    from zoo.tasks import get_task
+    from zoo.tasks.bev_segmentation import iou_counts
+    from zoo.weights import resolve
+
+    data = yaml.safe_load((resolve(tag) / "recipe.yaml").read_text())["data"]
+    world = get_task("bev_segmentation")._world(data)
+    samples = D.write_json(D.generate_scenes(data["n_test"], 3 * data["seed"] + 2, world), tmp_path, world)
+    doc = json.loads(samples.read_text())
+    t = zoo.transforms(tag)
+    model = zoo.create(tag, pretrained=True)
+    counts = torch.zeros(2, 2, dtype=torch.float64)
+    with torch.no_grad():
+        for s in doc["samples"]:
+            rig = [{"image": Image.open(tmp_path / p), "intrinsics": k, "cam_to_ego": e}
+                   for p, k, e in zip(s["images"], s["intrinsics"], s["cam_to_ego"])]
+            labels = torch.from_numpy(np.asarray(Image.open(tmp_path / s["bev_label"])).astype(np.int64))[None]
+            counts += iou_counts(model(*t(rig))["seg"].float().sigmoid(), labels)
+    iou = (counts[0] / counts[1].clamp(min=1)).tolist()
+    assert iou[0] == pytest.approx(_card(tag)["metrics"]["iou_vehicle"], abs=5e-3)
+
+
+@pytest.mark.slow
+def test_unet3d_synthetic_card_dice_through_nifti_in_lps(tmp_path):
+    """The card's 8 generated test volumes saved as NIfTI in LPS voxel order, read by nibabel: the card's Dice."""
+    import nibabel as nib
+    import yaml
+
+    from zoo.data.volumes import synthetic_volumes
+    from zoo.weights import resolve
+
+    data = yaml.safe_load((resolve("unet3d.synthetic") / "recipe.yaml").read_text())["data"]
+    images, labels = synthetic_volumes(data["n_test"], tuple(data["shape"]), data["seed"] * 1000 + 2,
+                                       noise=data["noise"], bias=data["bias"])
+    t = zoo.transforms("unet3d.synthetic")
+    model = zoo.create("unet3d.synthetic", pretrained=True)
+    counts = np.zeros((2, 2))
+    for i, (image, label) in enumerate(zip(images, labels)):
+        path = tmp_path / f"case{i}.nii.gz"
+        nib.save(_reoriented(nib.Nifti1Image(image[0].numpy(), np.eye(4)), "LPS"), path)
+        img = nib.load(path)
+        seg = np.asarray(t.to_input_grid(model.segment(t(img)[0], overlap=data["overlap"]), img).dataobj)
+        truth = np.asarray(_reoriented(nib.Nifti1Image(label.numpy().astype(np.uint8), np.eye(4)), "LPS").dataobj)
+        for c in (1, 2):
+            counts[c - 1] += (2 * ((seg == c) & (truth == c)).sum(), (seg == c).sum() + (truth == c).sum())
+    dice = float(np.mean(counts[:, 0] / counts[:, 1]))
+    assert dice == pytest.approx(_card("unet3d.synthetic")["metrics"]["mean_dice"], abs=2e-3)
