@@ -317,7 +317,8 @@ def test_train_step_with_augment_and_deep_supervision_and_evaluate():
 
 def test_predict_writes_nifti_with_affine_and_png(tmp_path):
     model = zoo.create("unet3d", widths=[4, 8], patch_size=16)
-    model.pretrained_cfg["input_spec"] = {"spacing_mm": [2.0, 2.0, 2.0]}  # forces the resampling path
+    # a card at 2 mm forces the resampling path (zoo.transforms: nibabel resampling there and back)
+    model.pretrained_cfg["input_spec"] = {"channels": 1, "spacing_mm": [2.0, 2.0, 2.0], "patch_size": [16, 16, 16]}
     img = _nifti(tmp_path / "scan.nii.gz", np.random.default_rng(0).normal(size=(21, 18, 30)).astype(np.float32))
     seg_path, png = TASK.predict(model, str(img), tmp_path / "out")
     seg = nib.load(str(seg_path))

@@ -310,9 +310,9 @@ class VolumeSegmentation(Task):
         """Segment a volume file and write `<name>_seg.nii.gz` (the input's affine) and `<name>_slices.png`.
 
         `inputs`: a .nii/.nii.gz/.npy file (a 4D NIfTI holds modalities last), modality files joined
-        by commas, or nothing for the sample volume. Inputs at another voxel spacing than the
-        model's `input_spec.spacing_mm` are resampled to it, segmented, and the probabilities are
-        resampled back, so the output lies on the input's grid.
+        by commas, or nothing for the sample volume. Inputs in another orientation or at another voxel
+        spacing than the card's are reoriented and resampled by `zoo.transforms` (nibabel), segmented,
+        and the probabilities mapped back, so the output lies on the input's grid.
         """
         net = unwrap(model)
         out_dir = Path(out_dir)
@@ -330,18 +330,20 @@ class VolumeSegmentation(Task):
             raw, spacing, stem = image.numpy(), tuple(np.abs(np.diag(affine)[:3])), "sample"
         if raw.shape[0] != net.in_chans:
             raise ValueError(f"{inputs}: {raw.shape[0]} channel(s), the model expects {net.in_chans}")
-        want = (getattr(net, "pretrained_cfg", {}) or {}).get("input_spec", {}).get("spacing_mm")
-        size = raw.shape[1:]
-        x = torch.from_numpy(raw)
-        resample = want is not None and not np.allclose(spacing, want, rtol=0.01)
-        if resample:
-            new = [max(1, round(s * sp / w)) for s, sp, w in zip(size, spacing, want)]
-            x = F.interpolate(x[None], size=new, mode="trilinear", align_corners=False)[0]
-        x = V.normalise_intensity(x)
-        probs = net.segment(x, return_probs=True)
-        if resample:
-            probs = F.interpolate(probs[None], size=size, mode="trilinear", align_corners=False)[0]
-        labels = probs.argmax(0).numpy().astype(np.uint8 if net.num_classes < 256 else np.int32)
+        try:  # the card's orientation and spacing (zoo.transforms); a model without a card takes the grid as it is
+            from zoo.transforms import transforms
+
+            t = transforms(net)
+        except (KeyError, ValueError):
+            t = None
+        if t is not None and net.num_classes < 256:
+            import nibabel as nib
+
+            img = nib.Nifti1Image(np.moveaxis(raw, 0, -1) if len(raw) > 1 else raw[0], affine)
+            labels = np.asarray(t.to_input_grid(net.segment(t(img)[0], return_probs=True), img).dataobj)
+        else:
+            probs = net.segment(V.normalise_intensity(torch.from_numpy(raw)), return_probs=True)
+            labels = probs.argmax(0).numpy().astype(np.uint8 if net.num_classes < 256 else np.int32)
         seg = V.save_nifti(out_dir / f"{stem}_seg.nii.gz", labels, affine)
         png = draw_slices(V.normalise_intensity(torch.from_numpy(raw))[0].numpy(), labels,
                           out_dir / f"{stem}_slices.png", self._names(net), spacing=spacing, title=stem,
