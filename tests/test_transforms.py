@@ -408,3 +408,11 @@ def test_unet3d_synthetic_card_dice_through_nifti_in_lps(tmp_path):
             counts[c - 1] += (2 * ((seg == c) & (truth == c)).sum(), (seg == c).sum() + (truth == c).sum())
     dice = float(np.mean(counts[:, 0] / counts[:, 1]))
     assert dice == pytest.approx(_card("unet3d.synthetic")["metrics"]["mean_dice"], abs=2e-3)
+
+
+def test_transforms_of_a_folder_a_run_and_a_model_read_their_own_card(tmp_path):
+    model = zoo.create("cnn.fashion_mnist", pretrained=True, in_chans=3, num_classes=4)
+    folder = zoo.save_pretrained(model, tmp_path / "run" / "model")
+    for name in (model, str(folder), f"local-dir:{folder}", str(tmp_path / "run")):
+        t = zoo.transforms(name)
+        assert t.spec.channels == 3 and t(torch.zeros(3, 28, 28, dtype=torch.uint8)).shape == (1, 3, 28, 28)

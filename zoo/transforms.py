@@ -13,6 +13,8 @@ Each callable is built from the card's typed input spec (zoo.specs), never from 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -274,10 +276,18 @@ TRANSFORMS: dict[type[InputSpec], type[Transform]] = {
 
 
 def _card_of(name_or_model) -> dict:
-    if isinstance(name_or_model, str):
-        from .registry import model_info
+    if isinstance(name_or_model, (str, os.PathLike)):
+        import json
 
-        info = model_info(name_or_model)
+        from .registry import _source_of, model_info
+
+        name = str(name_or_model)
+        if name.startswith(("local-dir:", "hf-hub:")):
+            return _source_of(name, False)[1]
+        for folder in (Path(name), Path(name) / "model"):  # a weights folder or a run directory
+            if (folder / "config.json").is_file():
+                return json.loads((folder / "config.json").read_text())
+        info = model_info(name)
         if "input_spec" in info and "task" in info and "." in name_or_model:
             return info
         if info.get("default_card"):
@@ -293,8 +303,9 @@ def _card_of(name_or_model) -> dict:
 def transforms(name_or_model) -> Transform:
     """The callable from a field's raw input to what the model's forward expects (see the module docstring).
 
-    `name_or_model`: a tag ("gcn.cora"), a family or architecture name (its default tag's card), or a
-    model from `zoo.create` (its own card: an adapted model's channels and statistics).
+    `name_or_model`: a tag ("gcn.cora"), a family or architecture name (its default tag's card), a weights
+    folder, a run directory, "local-dir:PATH" / "hf-hub:org/repo", or a model from `zoo.create` (its own
+    card: an adapted model's channels and statistics).
     """
     card = _card_of(name_or_model)
     spec = spec_of(card)
