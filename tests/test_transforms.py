@@ -182,8 +182,8 @@ def test_dqn_card_return_through_transforms(tag):
     card = _card(tag)
     ev = card["input_spec"]["evaluation"]
     returns = _greedy_returns(tag, ev["episodes"], ev["seed"])
-    m = card["metrics"]
-    assert np.mean(returns) == pytest.approx(m["return_mean"], abs=max(2 * m["return_std"] / 10, 1.0))
+    assert len(returns) == ev["episodes"]
+    assert np.mean(returns) == pytest.approx(card["metrics"]["return_mean"], abs=0.01)  # measured: equal
 
 
 def test_minatar_observation_moves_channels_first():
