@@ -131,8 +131,9 @@ def origin_lines(config: dict) -> list[str]:
     if parent.get("tag"):
         sha = f" (model.safetensors sha256 {parent['sha256'][:12]}…)" if parent.get("sha256") else ""
         lines.append(f"Derived from `{parent['tag']}`{sha}.")
-        lines += [f"- {change}" for change in parent.get("changes", [])] + [""]
+        lines += [f"- {change}" for change in parent.get("changes", [])]
     if not config.get("metrics"):
+        lines += [""] if lines else []
         lines.append("Not evaluated: this card carries no metrics (a parent's metrics do not describe "
                      "a changed model). Measure them with `zoo eval` on your data.")
     return lines
