@@ -1,0 +1,137 @@
+"""mkdocs hooks of zoo's docs site (mkdocs.yml `hooks:`): pages made from the repository, not copied into it.
+
+- index.md    the README, its `docs/...` links made relative to the site (links to files outside docs/
+              become plain text: the site only holds docs/).
+- results.md  every published weight's card (zoo/weights_index.json) as one table: no number typed by hand.
+- models/<family>.md gets its family's rows of that table under its title.
+
+The table is built by `results_table(cards, family=None)`, which tests and other scripts can call too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from mkdocs.structure.files import File
+
+ROOT = Path(__file__).resolve().parents[2]
+INDEX = ROOT / "zoo" / "weights_index.json"
+_LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
+
+
+def load_cards(path: Path = INDEX) -> dict[str, dict]:
+    """The cards of every published weight, by tag (zoo.weights.write_index writes the file)."""
+    try:
+        cards = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise SystemExit(f"docs: cannot read the weight cards {path}: {e}") from e
+    if not isinstance(cards, dict) or not all(isinstance(c, dict) for c in cards.values()):
+        raise SystemExit(f"docs: {path} must map tag -> card (a JSON object), got {type(cards).__name__}")
+    return cards
+
+
+def _num(v) -> str:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, int) or float(v).is_integer():
+        return f"{int(v):,}"
+    return f"{v:.4g}" if abs(v) < 100 else f"{v:,.1f}"
+
+
+def _target(expect: dict) -> str:
+    if not expect or expect.get("value") is None:
+        return "-"
+    sign = ">=" if expect.get("mode", "max") == "max" else "<="
+    tol = expect.get("tolerance") or 0
+    return f"{sign} {_num(expect['value'])}" + (f" ± {_num(tol)}" if tol else "")
+
+
+def _duration(seconds) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "-"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _size(card: dict) -> str:
+    total = sum(f.get("size", 0) for f in (card.get("files") or {}).values())
+    return f"{total / 1e6:.2f} MB" if total else "-"
+
+
+def results_table(cards: dict[str, dict], family: str | None = None, *, page_prefix: str = "models/") -> str:
+    """A markdown table of the cards (one row per tag; only `family`'s when given), sorted by tag.
+
+    Columns: tag, task, data, headline metric (the card's `expect.metric`) and value, the recipe's
+    target, every other metric, training time and hardware, file size. `page_prefix` is the path from
+    the page holding the table to the family pages ("" on a family page).
+    """
+    rows = ["| tag | task | data | metric | value | target | other metrics | training | file |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for tag in sorted(cards):
+        card = cards[tag]
+        fam = card.get("family") or tag.split(".")[0]
+        if family is not None and fam != family:
+            continue
+        expect = card.get("expect") or {}
+        metrics = card.get("metrics") or {}
+        head = expect.get("metric") or next(iter(metrics), None)
+        others = ", ".join(f"{k} {_num(v)}" for k, v in metrics.items() if k != head and isinstance(v, (int, float)))
+        train = card.get("training") or {}
+        trained = f"{_duration(train.get('wall_seconds') or train.get('train_seconds'))}, {train.get('hardware', '-')}"
+        name = f"[`{tag}`]({page_prefix}{fam}.md)" if family is None else f"`{tag}`"
+        data = "; ".join(card.get("datasets") or []) or "-"
+        rows.append(f"| {name} | {card.get('task', '-')} | {data} | {head or '-'} | "
+                    f"{_num(metrics[head]) if head in metrics else '-'} | {_target(expect)} | {others or '-'} | "
+                    f"{trained} | {_size(card)} |")
+    if len(rows) == 2:
+        return ""
+    return "\n".join(rows)
+
+
+def readme_page(text: str) -> str:
+    """The README as the site's home page: `docs/x.md` links become `x.md`; links to other repository
+    files (the site does not hold them) become their text; web links stay."""
+
+    def fix(m: re.Match) -> str:
+        bang, label, target = m.groups()
+        if re.match(r"^[a-z]+:|^#", target):
+            return m.group(0)
+        if target.startswith("docs/"):
+            return f"{bang}[{label}]({target[len('docs/'):]})"
+        return label if not bang else ""
+
+    return _LINK.sub(fix, text)
+
+
+RESULTS_PAGE = """# Results
+
+Every published weight, from its card (`zoo/weights_index.json`, written by `zoo.weights.write_index`
+when a run becomes a weights folder). The metric is the one the recipe's `expect` names; `zoo reproduce TAG`
+re-runs the recipe and compares with it within the target's tolerance. Each family's page explains how
+the number was measured and what it means.
+
+{table}
+"""
+
+
+def on_files(files, config):
+    """Add the generated pages: index.md (the README) and results.md (the cards)."""
+    readme = ROOT / "README.md"
+    files.append(File.generated(config, "index.md", content=readme_page(readme.read_text())))
+    files.append(File.generated(config, "results.md", content=RESULTS_PAGE.format(table=results_table(load_cards()))))
+    return files
+
+
+def on_page_markdown(markdown, page, config, files):
+    """Put a family's card table under the title of its page (models/<family>.md)."""
+    m = re.fullmatch(r"models/([a-z0-9_]+)\.md", page.file.src_uri)
+    if not m:
+        return markdown
+    table = results_table(load_cards(), m.group(1), page_prefix="")
+    if not table:
+        return markdown
+    title, _, rest = markdown.partition("\n")
+    block = ("**Published weights** (generated from the cards; all tags in [Results](../results.md)):\n\n"
+             f"{table}\n")
+    return f"{title}\n\n{block}\n{rest}"
