@@ -2,8 +2,11 @@
 
 - index.md    the README, its `docs/...` links made relative to the site (links to files outside docs/
               become plain text: the site only holds docs/).
-- results.md  every published weight's card (zoo/weights_index.json) as one table: no number typed by hand.
+- results.md  its `<!-- results table -->` block becomes every published weight's card (zoo/weights_index.json)
+              as one table: no number typed by hand.
 - models/<family>.md gets its family's rows of that table under its title.
+- a page of docs/ that mkdocs.yml's nav does not list yet joins "Models" (models/*.md) or "Guides" (the rest),
+  so a page another change adds is in the site, not a strict-build failure.
 
 The table is built by `results_table(cards, family=None)`, which tests and other scripts can call too.
 """
@@ -104,27 +107,52 @@ def readme_page(text: str) -> str:
     return _LINK.sub(fix, text)
 
 
-RESULTS_PAGE = """# Results
+RESULTS_MARKER = "<!-- results table -->"
 
-Every published weight, from its card (`zoo/weights_index.json`, written by `zoo.weights.write_index`
-when a run becomes a weights folder). The metric is the one the recipe's `expect` names; `zoo reproduce TAG`
-re-runs the recipe and compares with it within the target's tolerance. Each family's page explains how
-the number was measured and what it means.
 
-{table}
-"""
+def _nav_pages(nav) -> set[str]:
+    pages = set()
+    for item in nav or []:
+        value = next(iter(item.values())) if isinstance(item, dict) else item
+        pages |= _nav_pages(value) if isinstance(value, list) else {value}
+    return pages
+
+
+def _title(path: Path) -> str:
+    first = path.read_text().lstrip().split("\n", 1)[0]
+    return first.lstrip("# ").split(" — ")[0].split(":")[0].strip() if first.startswith("#") else path.stem
+
+
+def on_config(config):
+    """Pages of docs/ missing from the nav go under "Models" (models/) or "Guides" (the others)."""
+    docs = Path(config["docs_dir"])
+    listed = _nav_pages(config["nav"])
+    sections = {next(iter(i)): i[next(iter(i))] for i in config["nav"] if isinstance(i, dict)}
+    for path in sorted(docs.rglob("*.md")):
+        rel = path.relative_to(docs).as_posix()
+        if rel in listed or rel.startswith(("_build/", "demo/")) or "node_modules" in rel:
+            continue
+        section = "Models" if rel.startswith("models/") else "Guides"
+        if isinstance(sections.get(section), list):
+            sections[section].append({_title(path): rel})
+    return config
 
 
 def on_files(files, config):
-    """Add the generated pages: index.md (the README) and results.md (the cards)."""
+    """Add the home page made from the README."""
     readme = ROOT / "README.md"
     files.append(File.generated(config, "index.md", content=readme_page(readme.read_text())))
-    files.append(File.generated(config, "results.md", content=RESULTS_PAGE.format(table=results_table(load_cards()))))
     return files
 
 
 def on_page_markdown(markdown, page, config, files):
-    """Put a family's card table under the title of its page (models/<family>.md)."""
+    """Fill results.md's table; put a family's card table under the title of its page (models/<family>.md)."""
+    if page.file.src_uri == "results.md":
+        head, marker, rest = markdown.partition(RESULTS_MARKER)
+        if not marker:
+            raise SystemExit(f"docs: results.md lost its {RESULTS_MARKER} block")
+        _, end, tail = rest.partition(RESULTS_MARKER)
+        return f"{head}{results_table(load_cards())}\n{tail if end else rest}"
     m = re.fullmatch(r"models/([a-z0-9_]+)\.md", page.file.src_uri)
     if not m:
         return markdown
