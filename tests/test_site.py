@@ -179,8 +179,31 @@ def patchcore_reference(site: Path, demo: dict, sample: str) -> float:
     return float(score[0])
 
 
-def test_demo_in_headless_chromium(served_site, browser):
+def gym_cartpole(start: list[float], actions: list[int]) -> np.ndarray:
+    """gymnasium CartPole-v1's states after each action, from `start`."""
+    import gymnasium
+
+    env = gymnasium.make("CartPole-v1").unwrapped
+    env.reset(seed=0)
+    env.state = np.array(start, dtype=np.float64)
+    states = []
+    for a in actions:
+        env.step(a)
+        states.append(np.array(env.state, dtype=np.float64))
+    return np.stack(states)
+
+
+def test_site_and_demo_in_headless_chromium(served_site, browser):
+    """One test (one site build per worker): the pages, then the three demos."""
     site, url = served_site
+    for page in ("index.html", "results.html", "models/cnn.html", "reference/api.html", "search/search_index.json"):
+        assert (site / page).is_file(), page
+    browser.get(f"{url}/results.html")
+    text = browser.find_element("tag name", "article").text
+    assert all(tag in text for tag in hooks.load_cards()), "every published tag is in the results table"
+    browser.get(f"{url}/models/patchcore.html")
+    assert "patchcore.brick" in browser.find_element("tag name", "article").text
+
     demo = json.loads((site / "demo" / "assets" / "demo.json").read_text())
     shots = _screens()
     browser.get(f"{url}/demo/index.html")
@@ -218,6 +241,31 @@ def test_demo_in_headless_chromium(served_site, browser):
     assert checks[0][0]["source"]["label"] == state["cnn"]["label"]  # the default test image is classified right
     assert checks[0][1]["verdict"] == "anomalous"                      # and the default defect is found
 
+    # a drawing: a stroke across the pad is classified (probabilities of the drawn image, no sample)
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    pad = browser.find_element("id", "cnn-draw")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", pad)
+    ActionChains(browser).move_to_element_with_offset(pad, -40, -60).click_and_hold() \
+        .move_by_offset(40, 60).move_by_offset(40, 40).release().perform()
+    _wait(browser, "return window.zooDemo.cnn.source.sample === null", 30, "classify the drawing")
+    drawn = browser.execute_script("return window.zooDemo.cnn")
+    assert abs(sum(drawn["probabilities"]) - 1) < 1e-5 and drawn["label"] in demo["cnn"]["labels"]
+    _shoot(browser, "cnn-draw", 2, shots / "cnn_drawing.png")
+
+    # the JavaScript CartPole steps as gymnasium's CartPole-v1 does, from the same state with the same actions
+    start, actions = [0.01, -0.02, 0.03, 0.04], [int(a) for a in np.random.default_rng(0).integers(0, 2, 200)]
+    js = browser.execute_async_script(
+        "const [start, actions, done] = arguments;"
+        "import(new URL('js/cartpole.js', location.href).href).then((m) => {"
+        "  const env = new m.CartPole(0); env.state = start.slice(); const out = [];"
+        "  for (const a of actions) {"
+        "    const r = env.step(a); out.push([...env.state, r.terminated]); if (env.done) break; }"
+        "  done(out); }, (e) => done(String(e)));", start, actions)
+    assert isinstance(js, list), js
+    np.testing.assert_allclose([row[:4] for row in js], gym_cartpole(start, actions[:len(js)]), rtol=0, atol=1e-12)
+    assert js[-1][4] and not any(row[4] for row in js[:-1]), "terminates on the same step as gymnasium"
+
     # the pole: one step a frame, up to 500 steps
     _wait(browser, "return window.zooDemo.cartpole && window.zooDemo.cartpole.done", 90, "finish the episode")
     cartpole = browser.execute_script("return window.zooDemo.cartpole")
@@ -226,16 +274,3 @@ def test_demo_in_headless_chromium(served_site, browser):
     browser.save_screenshot(str(shots / "demo_page.png"))
     assert cartpole["length"] >= 475, cartpole
     assert browser.execute_script("return window.zooDemo.errors") == []
-
-
-def test_site_pages(served_site, browser):
-    site, url = served_site
-    for page in ("index.html", "results.html", "models/cnn.html", "reference/api.html"):
-        assert (site / page).is_file(), page
-    browser.get(f"{url}/results.html")
-    text = browser.find_element("tag name", "article").text
-    cards = hooks.load_cards()
-    assert all(tag in text for tag in cards), "every published tag is in the results table"
-    browser.get(f"{url}/models/patchcore.html")
-    assert "patchcore.brick" in browser.find_element("tag name", "article").text
-    assert (site / "search" / "search_index.json").is_file()

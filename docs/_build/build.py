@@ -1,15 +1,15 @@
-"""Build zoo's docs site: the demo's assets, then a strict mkdocs build (what `make docs` runs).
+"""Build zoo's docs site: a strict mkdocs build, then the demo's assets (what `make docs` runs).
 
     python docs/_build/build.py                 # -> site/
     python docs/_build/build.py --site-dir DIR  # elsewhere (tests/test_site.py builds into a temporary folder)
 
-The demo's assets go to docs/demo/assets/ (git-ignored) and from there into the site:
+The demo's assets are written into the built site's demo/assets/ (nothing generated lands in docs/):
 
 - ort/       onnxruntime-web's WebAssembly runtime, copied from docs/demo/node_modules (`npm ci` in docs/demo;
              the .wasm and .mjs must lie next to ort.wasm.min.js): no CDN, the site works offline.
 - models/    cnn.fashion_mnist, patchcore.brick and dqn.cartpole exported by `zoo.deploy.export` (ONNX,
-             parity-checked against PyTorch there); exports are kept in build/demo-onnx/ while the weights'
-             sha256 is unchanged.
+             parity-checked against PyTorch there); kept in build/demo-onnx/ while the weights' sha256 and the
+             code that exports them (zoo/deploy/, the family's model module) are unchanged.
 - samples/   ten Fashion-MNIST test images (the first of each class), brick crops with each planted defect and
              one without (zoo.data.anomaly.texture_sample), as PNG.
 - demo.json  for each demo: the ONNX file, the card's input_spec, labels and thresholds, the samples.
@@ -18,6 +18,7 @@ The demo's assets go to docs/demo/assets/ (git-ignored) and from there into the 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -27,7 +28,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "docs" / "demo"
-ASSETS = DEMO / "assets"
 ORT_DIST = DEMO / "node_modules" / "onnxruntime-web" / "dist"
 ORT_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 EXPORTS = ROOT / "build" / "demo-onnx"
@@ -46,19 +46,29 @@ def copy_runtime(out: Path) -> None:
         shutil.copy2(ORT_DIST / f, out / f)
 
 
-def export_onnx(tag: str, cache: Path = EXPORTS) -> Path:
-    """model.onnx of `tag` (zoo.deploy.export), re-exported only when the published weights changed."""
+def _export_key(tag: str) -> str:
+    """What an export depends on: the weights' sha256 and the source of zoo/deploy/ and the family's model."""
     from zoo import weights
+
+    card = weights.get_card(tag)
+    h = hashlib.sha256(card["files"]["model.safetensors"]["sha256"].encode())
+    for path in [*sorted((ROOT / "zoo" / "deploy").glob("*.py")), ROOT / "zoo" / "models" / f"{card['family']}.py"]:
+        if path.is_file():
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def export_onnx(tag: str, cache: Path = EXPORTS) -> Path:
+    """model.onnx of `tag` (zoo.deploy.export), exported again only when what it depends on changed."""
     from zoo.deploy import export
 
     folder = cache / tag
-    card = folder / "deploy.json"
-    sha = weights.get_card(tag)["files"]["model.safetensors"]["sha256"]
-    if card.is_file() and (folder / "model.onnx").is_file():
-        if json.loads(card.read_text()).get("source", {}).get("sha256") == sha:
-            return folder / "model.onnx"
+    key, stamp = _export_key(tag), folder / "demo-export.key"
+    if (folder / "model.onnx").is_file() and stamp.is_file() and stamp.read_text() == key:
+        return folder / "model.onnx"
     print(f"docs: exporting {tag} to ONNX", flush=True)
     export(tag, "onnx", folder)
+    stamp.write_text(key)
     return folder / "model.onnx"
 
 
@@ -99,7 +109,7 @@ def patchcore_samples(out: Path, texture: str) -> list[dict]:
     return rows
 
 
-def demo_assets(out: Path = ASSETS) -> dict:
+def demo_assets(out: Path) -> dict:
     """Write everything the demo page loads into `out`; returns demo.json's content."""
     from zoo import weights
 
@@ -128,12 +138,12 @@ def demo_assets(out: Path = ASSETS) -> dict:
 
 
 def build(site_dir: Path | None = None) -> Path:
-    """Demo assets, then `mkdocs build --strict` into `site_dir` (default: mkdocs.yml's site/)."""
-    demo_assets()
+    """`mkdocs build --strict` into `site_dir` (default: mkdocs.yml's site/), then the demo's assets into it."""
     site = Path(site_dir or ROOT / "site").resolve()
     cmd = [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"),
            "--site-dir", str(site)]
     subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    demo_assets(site / "demo" / "assets")
     return site
 
 

@@ -108,6 +108,8 @@ def readme_page(text: str) -> str:
 
 
 RESULTS_MARKER = "<!-- results table -->"
+# family -> the tag demo/index.md runs (its section ids are the family names)
+DEMOS = {"cnn": "cnn.fashion_mnist", "patchcore": "patchcore.brick", "dqn": "dqn.cartpole"}
 
 
 def _nav_pages(nav) -> set[str]:
@@ -162,4 +164,6 @@ def on_page_markdown(markdown, page, config, files):
     title, _, rest = markdown.partition("\n")
     block = ("**Published weights** (generated from the cards; all tags in [Results](../results.md)):\n\n"
              f"{table}\n")
+    if m.group(1) in DEMOS:
+        block += f"\nTry `{DEMOS[m.group(1)]}` in your browser: [demo](../demo/index.md#{m.group(1)}).\n"
     return f"{title}\n\n{block}\n{rest}"

@@ -75,6 +75,7 @@ async function setupCnn(card) {
   pad.width = width;
   pad.height = height;
   let drawing = new Uint8Array(height * width);
+  let isDrawing = false;  // the pad shows the user's drawing (true) or a sample (false)
 
   async function classify(grey, source) {
     const t0 = performance.now();
@@ -112,16 +113,16 @@ async function setupCnn(card) {
     const { rgba, width: w, height: h } = await loadPixels(new URL(s.file, ASSETS).href);
     if (w !== width || h !== height) throw new Error(`${s.file} is ${w}x${h}; the card expects ${width}x${height}`);
     drawing = toGrey(rgba, w * h);
+    isDrawing = false;
     showOnPad(drawing);
     markPicked($("cnn-samples"), i);
     await classify(drawing, { sample: s.file, label: s.label });
   }
 
-  // Drawing: a soft round brush painted straight into the 28x28 grid the model reads (no resampling).
-  let down = false;
-  const paint = (e) => {
-    const r = pad.getBoundingClientRect();
-    const px = ((e.clientX - r.left) / r.width) * width, py = ((e.clientY - r.top) / r.height) * height;
+  // Drawing: a soft round brush painted straight into the 28x28 grid the model reads (no resampling), along
+  // the segment between successive pointer positions. A stroke on a sample starts a fresh drawing.
+  let down = false, last = null;
+  const dab = (px, py) => {
     for (let y = Math.floor(py - 2); y <= py + 2; y++) {
       for (let x = Math.floor(px - 2); x <= px + 2; x++) {
         if (x < 0 || y < 0 || x >= width || y >= height) continue;
@@ -130,9 +131,25 @@ async function setupCnn(card) {
         drawing[y * width + x] = Math.max(drawing[y * width + x], v);
       }
     }
+  };
+  const paint = (e) => {
+    const r = pad.getBoundingClientRect();
+    const p = [((e.clientX - r.left) / r.width) * width, ((e.clientY - r.top) / r.height) * height];
+    const from = last || p, steps = Math.max(1, Math.ceil(2 * Math.hypot(p[0] - from[0], p[1] - from[1])));
+    for (let i = 1; i <= steps; i++) {
+      dab(from[0] + ((p[0] - from[0]) * i) / steps, from[1] + ((p[1] - from[1]) * i) / steps);
+    }
+    last = p;
     showOnPad(drawing);
   };
-  pad.addEventListener("pointerdown", (e) => { down = true; markPicked($("cnn-samples"), -1); paint(e); });
+  pad.addEventListener("pointerdown", (e) => {
+    if (!isDrawing) drawing = new Uint8Array(height * width);
+    down = true;
+    isDrawing = true;
+    last = null;
+    markPicked($("cnn-samples"), -1);
+    paint(e);
+  });
   pad.addEventListener("pointermove", (e) => { if (down) paint(e); });
   const lift = () => {
     if (!down) return;
@@ -141,7 +158,11 @@ async function setupCnn(card) {
   };
   pad.addEventListener("pointerup", lift);
   pad.addEventListener("pointerleave", lift);
-  $("cnn-clear").addEventListener("click", () => { drawing = new Uint8Array(height * width); showOnPad(drawing); });
+  $("cnn-clear").addEventListener("click", () => {
+    drawing = new Uint8Array(height * width);
+    isDrawing = true;
+    showOnPad(drawing);
+  });
   thumbnails($("cnn-samples"), card.samples, (i) => pick(i).catch((err) => fail("cnn", err)));
   demo.pickCnn = pick;
   await pick(card.default);
@@ -159,7 +180,9 @@ async function setupPatchcore(card) {
   async function pick(i) {
     const s = card.samples[i];
     const { rgba, width: w, height: h } = await loadPixels(new URL(s.file, ASSETS).href);
-    if (w !== width || h !== height) throw new Error(`${s.file} is ${w}x${h}; the exported graph takes ${width}x${height}`);
+    if (w !== width || h !== height) {
+      throw new Error(`${s.file} is ${w}x${h}; the exported graph takes ${width}x${height}`);
+    }
     markPicked($("pc-samples"), i);
     const t0 = performance.now();
     const x = new ort.Tensor("float32", toUnitCHW(rgba, h, w), [1, 3, h, w]);
