@@ -93,15 +93,15 @@ def cnn_samples(out: Path, labels: list[str]) -> list[dict]:
     return sorted(rows, key=lambda r: r["index"])
 
 
-def patchcore_samples(out: Path, texture: str) -> list[dict]:
-    """A crop of `texture` with each planted defect, then one without, as 224x224 RGB PNGs."""
+def patchcore_samples(out: Path, texture: str, size: int) -> list[dict]:
+    """A crop of `texture` with each planted defect, then one without, as size x size RGB PNGs."""
     import numpy as np
 
     from zoo.data import anomaly
 
     rows = []
     for kind in [*anomaly.DEFECTS, "good"]:
-        image, _ = anomaly.texture_sample(texture, kind)
+        image, _ = anomaly.texture_sample(texture, kind, image_size=size)
         rel = f"samples/patchcore/{texture}_{kind}.png"
         _save_png(np.round(image * 255).astype(np.uint8), out / rel)
         rows.append({"file": rel, "kind": kind,
@@ -130,7 +130,10 @@ def demo_assets(out: Path) -> dict:
     if not isinstance(pc.get("threshold"), dict) or not {"image", "pixel"} <= set(pc["threshold"]):
         raise SystemExit(f"docs: the {PATCHCORE} card has no image/pixel threshold: {pc.get('threshold')}")
     spec["patchcore"]["threshold"] = {"image": pc["threshold"]["image"], "pixel": pc["threshold"]["pixel"]}
-    spec["patchcore"]["samples"] = patchcore_samples(out, PATCHCORE.split(".", 1)[1])
+    size = pc["input_spec"]["size"]
+    if len(size) != 2 or size[0] != size[1]:
+        raise SystemExit(f"docs: the {PATCHCORE} card's input_spec size {size} is not square; the samples are")
+    spec["patchcore"]["samples"] = patchcore_samples(out, PATCHCORE.split(".", 1)[1], int(size[0]))
     spec["patchcore"]["default"] = 0
     spec["dqn"]["seed"] = CARTPOLE_SEED
     (out / "demo.json").write_text(json.dumps(spec, indent=1))

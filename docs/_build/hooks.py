@@ -17,8 +17,6 @@ import json
 import re
 from pathlib import Path
 
-from mkdocs.structure.files import File
-
 ROOT = Path(__file__).resolve().parents[2]
 INDEX = ROOT / "zoo" / "weights_index.json"
 _LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
@@ -142,6 +140,8 @@ def on_config(config):
 
 def on_files(files, config):
     """Add the home page made from the README."""
+    from mkdocs.structure.files import File
+
     readme = ROOT / "README.md"
     files.append(File.generated(config, "index.md", content=readme_page(readme.read_text())))
     return files
