@@ -50,11 +50,13 @@ def test_results_table_comes_from_the_cards():
              "dqn.y": {"family": "dqn", "metrics": {"return_mean": 500.0}}}
     table = hooks.results_table(cards).splitlines()
     assert len(table) == 4
-    assert table[2] == ("| [`cnn.x`](models/cnn.md) | classification | d | accuracy | 0.9123 | >= 0.9 ± 0.01 | "
+    assert table[0] == "| tag | task | data | metric | value | target | other metrics | training | file |"
+    assert table[2] == ("| [cnn.x](models/cnn.md) | classification | d | accuracy | 0.9123 | >= 0.9 ± 0.01 | "
                         "loss 0.3 | 10.0 min, 2 CPU | 2.00 MB |")
     assert "| return_mean | 500 |" in table[3]
     assert hooks.results_table(cards, "gcn") == ""
-    assert "`dqn.y`" in hooks.results_table(cards, "dqn")
+    assert hooks.results_table(cards, "cnn").splitlines()[2] == ("| cnn.x | accuracy | 0.9123 | >= 0.9 ± 0.01 | "
+                                                                 "10.0 min, 2 CPU | 2.00 MB |")
 
 
 def test_readme_links_become_site_links():

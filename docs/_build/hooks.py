@@ -60,15 +60,18 @@ def _size(card: dict) -> str:
     return f"{total / 1e6:.2f} MB" if total else "-"
 
 
-def results_table(cards: dict[str, dict], family: str | None = None, *, page_prefix: str = "models/") -> str:
-    """A markdown table of the cards (one row per tag; only `family`'s when given), sorted by tag.
+def results_table(cards: dict[str, dict], family: str | None = None) -> str:
+    """A markdown table of the cards (one row per tag), sorted by tag; "" when there is none.
 
-    Columns: tag, task, data, headline metric (the card's `expect.metric`) and value, the recipe's
-    target, every other metric, training time and hardware, file size. `page_prefix` is the path from
-    the page holding the table to the family pages ("" on a family page).
+    Every card: tag (linked to its family page), task, data, headline metric (the card's `expect.metric`) and
+    value, the recipe's target, every other metric, training time and hardware, file size. With `family`,
+    that family's cards only, for its own page: tag, metric, value, target, training, file.
     """
-    rows = ["| tag | task | data | metric | value | target | other metrics | training | file |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    columns = ["tag", "metric", "value", "target", "training", "file"]
+    if family is None:
+        columns[1:1] = ["task", "data"]
+        columns.insert(-2, "other metrics")
+    rows = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for tag in sorted(cards):
         card = cards[tag]
         fam = card.get("family") or tag.split(".")[0]
@@ -77,17 +80,22 @@ def results_table(cards: dict[str, dict], family: str | None = None, *, page_pre
         expect = card.get("expect") or {}
         metrics = card.get("metrics") or {}
         head = expect.get("metric") or next(iter(metrics), None)
-        others = ", ".join(f"{k} {_num(v)}" for k, v in metrics.items() if k != head and isinstance(v, (int, float)))
         train = card.get("training") or {}
-        trained = f"{_duration(train.get('wall_seconds') or train.get('train_seconds'))}, {train.get('hardware', '-')}"
-        name = f"[`{tag}`]({page_prefix}{fam}.md)" if family is None else f"`{tag}`"
-        data = "; ".join(card.get("datasets") or []) or "-"
-        rows.append(f"| {name} | {card.get('task', '-')} | {data} | {head or '-'} | "
-                    f"{_num(metrics[head]) if head in metrics else '-'} | {_target(expect)} | {others or '-'} | "
-                    f"{trained} | {_size(card)} |")
-    if len(rows) == 2:
-        return ""
-    return "\n".join(rows)
+        cell = {
+            "tag": f"[{tag}](models/{fam}.md)" if family is None else tag,
+            "task": card.get("task", "-"),
+            "data": "; ".join(card.get("datasets") or []) or "-",
+            "metric": head or "-",
+            "value": _num(metrics[head]) if head in metrics else "-",
+            "target": _target(expect),
+            "other metrics": ", ".join(f"{k} {_num(v)}" for k, v in metrics.items()
+                                       if k != head and isinstance(v, (int, float))) or "-",
+            "training": f"{_duration(train.get('wall_seconds') or train.get('train_seconds'))}, "
+                        f"{train.get('hardware', '-')}",
+            "file": _size(card),
+        }
+        rows.append("| " + " | ".join(cell[c] for c in columns) + " |")
+    return "\n".join(rows) if len(rows) > 2 else ""
 
 
 def readme_page(text: str) -> str:
@@ -158,7 +166,7 @@ def on_page_markdown(markdown, page, config, files):
     m = re.fullmatch(r"models/([a-z0-9_]+)\.md", page.file.src_uri)
     if not m:
         return markdown
-    table = results_table(load_cards(), m.group(1), page_prefix="")
+    table = results_table(load_cards(), m.group(1))
     if not table:
         return markdown
     title, _, rest = markdown.partition("\n")
