@@ -34,6 +34,8 @@ class GraphSpec:
     reference: callable | None = None  # the model's own outputs as a tuple (default: module's forward)
     min_opset: int = 13                # the lowest ONNX opset that expresses every op of the graph
     min_opset_why: str = ""
+    dict_outputs: bool = False         # the model's forward returns a dict keyed by output_names
+    whole_model: bool = True           # False: the graph is a part of the model (nerf's field), not its forward
 
 
 class PatchCoreGraph(nn.Module):
@@ -133,13 +135,13 @@ def graph_spec(model: nn.Module) -> GraphSpec:
         return GraphSpec(PatchCoreGraph(model), lambda b: (torch.rand(b, 3, size, size),), ["images"],
                          ["score", "anomaly_map"], {"images": batch},
                          [f"input fixed at {size}x{size}: resize other sizes before the graph"],
-                         reference=lambda x: tuple(model(x)[k] for k in ("score", "anomaly_map")))
+                         reference=lambda x: tuple(model(x)[k] for k in ("score", "anomaly_map")), dict_outputs=True)
     if name == "HashNeRF":
         return GraphSpec(NerfField(model), lambda b: _field_points(model, b), ["points", "dirs"], ["sigma", "rgb"],
                          {"points": {0: "samples"}, "dirs": {0: "samples"}},
                          ["field only: ray marching, occupancy grid and compositing stay in Python "
                           "(zoo.models.nerf.HashNeRF.render_rays)"],
-                         reference=lambda p, d: _field_reference(model, p, d))
+                         reference=lambda p, d: _field_reference(model, p, d), whole_model=False)
     if name in ("GCN", "DAGNN"):
         return GraphSpec(model, model.example_inputs, ["x", "edge_index"], ["logits"],
                          {"x": {0: "nodes"}, "edge_index": {1: "edges"}})
@@ -148,7 +150,8 @@ def graph_spec(model: nn.Module) -> GraphSpec:
         return GraphSpec(BEVGraph(model, keys), lambda b: _rig_inputs(model, b), ["images", "intrinsics", "cam_to_ego"],
                          keys, {"images": batch, "intrinsics": batch, "cam_to_ego": batch},
                          ["no temporal input (prev_bev): each export runs one frame"],
-                         min_opset=16, min_opset_why="grid_sample (ONNX GridSample) exists from opset 16")
+                         min_opset=16, min_opset_why="grid_sample (ONNX GridSample) exists from opset 16",
+                         dict_outputs=True)
     if name == "UNet3D":
         side = model.patch_size
         return GraphSpec(model, lambda b: (torch.randn(b, model.in_chans, *side),), ["x"], ["logits"],

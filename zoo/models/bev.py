@@ -304,9 +304,10 @@ class SpatialCrossAttention(nn.Module):
         # BEVFormer's "rebatch": a camera sees a fraction of the grid, so each camera samples only for
         # the queries it sees (visible ones first, padded to the busiest camera's count).
         hit = valid.any(-1)  # (B, N, Q)
-        if torch.compiler.is_exporting():
-            # An exported graph cannot size a tensor by data: every camera keeps every query, which gives the
-            # same result (unseen reference points carry zero weight and zero evidence), only slower.
+        if torch.compiler.is_exporting() or torch.jit.is_tracing():
+            # A static graph (torch.export, ONNX, a TorchScript trace) cannot size a tensor by data: every
+            # camera keeps every query, which gives the same result (unseen points carry zero weight and
+            # evidence), only slower.
             keep, order = q, torch.arange(q, device=hit.device).expand(b, n, q)
         else:
             keep = max(1, int(hit.sum(-1).max()))
