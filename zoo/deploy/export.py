@@ -21,10 +21,11 @@ from torch import nn
 
 from ..utils import sha256_file, write_json
 from .graphs import GraphSpec, graph_spec
-from .runtime import FILES, load_exported, need
+from .runtime import FILES, ExportedModel, load_exported, need
 
 FORMATS = tuple(FILES)
 DEFAULT_OPSET = 18  # torch.onnx's dynamo exporter emits opset 18; lower ones go through onnx's version converter
+RUNTIMES = {"onnxruntime": "onnx", "torch.export": "pt2", "torchscript": "torchscript"}  # zoo eval --runtime
 TOLERANCE = 1e-4
 PARITY_BATCHES = (1, 3)
 
@@ -202,3 +203,17 @@ Parity with PyTorch ({par['runtime']}, batch sizes {par['batch_sizes']}): max ab
 
 Outside the graph:
 {notes}"""
+
+
+def stand_in(model: nn.Module, runtime: str, folder: str | os.PathLike, threads: int | None = None) -> ExportedModel:
+    """Export `model` into `folder` and return the export wrapped to stand in for it (see ExportedModel)."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    spec = graph_spec(model)
+    if not spec.whole_model:
+        raise ValueError(f"{source_info(model)['arch']}: the export holds a part of the model only "
+                         f"({'; '.join(spec.notes)}), so its metric cannot be measured through {runtime}")
+    fmt = RUNTIMES[runtime]
+    export(model, fmt, folder)
+    return ExportedModel(model, load_exported(Path(folder) / FILES[fmt], threads), spec.output_names,
+                         spec.dict_outputs)

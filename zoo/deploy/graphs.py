@@ -34,6 +34,8 @@ class GraphSpec:
     reference: callable | None = None  # the model's own outputs as a tuple (default: module's forward)
     min_opset: int = 13                # the lowest ONNX opset that expresses every op of the graph
     min_opset_why: str = ""
+    dict_outputs: bool = False         # the model's forward returns a dict keyed by output_names
+    whole_model: bool = True           # False: the graph is a part of the model (nerf's field), not its forward
 
 
 class PatchCoreGraph(nn.Module):
@@ -69,7 +71,7 @@ class PatchCoreGraph(nn.Module):
 
 
 class NerfField(nn.Module):
-    """The radiance field of `nerf` (Instant-NGP): points (K, 3), unit view directions (K, 3) -> sigma (K,), rgb (K, 3)."""
+    """The field of `nerf` (Instant-NGP): points (K, 3), unit view directions (K, 3) -> sigma (K,), rgb (K, 3)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -87,15 +89,15 @@ class NerfField(nn.Module):
         return torch.exp(h[:, 0]), rgb
 
 
-class TupleOutputs(nn.Module):
-    """A model whose forward returns a dict, with the dict's entries as a tuple in a fixed order."""
+class BEVGraph(nn.Module):
+    """A bev model with its dict output as a tuple in a fixed order (one frame, no previous BEV)."""
 
     def __init__(self, model: nn.Module, keys: list[str]):
         super().__init__()
         self.model, self.keys = model, keys
 
-    def forward(self, *inputs):
-        out = self.model(*inputs)
+    def forward(self, images: torch.Tensor, intrinsics: torch.Tensor, cam_to_ego: torch.Tensor):
+        out = self.model(images, intrinsics, cam_to_ego)
         return tuple(out[k] for k in self.keys)
 
 
@@ -103,6 +105,16 @@ def _field_points(model, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(batch_size)
     points = (torch.rand(batch_size, 3, generator=g) * 2 - 1) * model.bound
     return points, F.normalize(torch.randn(batch_size, 3, generator=g), dim=-1)
+
+
+def _rig_inputs(model, batch_size: int) -> tuple:
+    """Random images on zoo's six-camera rig at the size the bev weights were trained at."""
+    from zoo.data.bev import make_rig
+
+    k, e = make_rig(model.image_size)
+    expand = (batch_size, -1, -1, -1)
+    images = torch.rand(batch_size, len(k), 3, *model.image_size)
+    return images, torch.from_numpy(k).expand(*expand).contiguous(), torch.from_numpy(e).expand(*expand).contiguous()
 
 
 def _field_reference(model, points, dirs):
@@ -123,22 +135,23 @@ def graph_spec(model: nn.Module) -> GraphSpec:
         return GraphSpec(PatchCoreGraph(model), lambda b: (torch.rand(b, 3, size, size),), ["images"],
                          ["score", "anomaly_map"], {"images": batch},
                          [f"input fixed at {size}x{size}: resize other sizes before the graph"],
-                         reference=lambda x: tuple(model(x)[k] for k in ("score", "anomaly_map")))
+                         reference=lambda x: tuple(model(x)[k] for k in ("score", "anomaly_map")), dict_outputs=True)
     if name == "HashNeRF":
         return GraphSpec(NerfField(model), lambda b: _field_points(model, b), ["points", "dirs"], ["sigma", "rgb"],
                          {"points": {0: "samples"}, "dirs": {0: "samples"}},
                          ["field only: ray marching, occupancy grid and compositing stay in Python "
                           "(zoo.models.nerf.HashNeRF.render_rays)"],
-                         reference=lambda p, d: _field_reference(model, p, d))
+                         reference=lambda p, d: _field_reference(model, p, d), whole_model=False)
     if name in ("GCN", "DAGNN"):
         return GraphSpec(model, model.example_inputs, ["x", "edge_index"], ["logits"],
                          {"x": {0: "nodes"}, "edge_index": {1: "edges"}})
     if name in ("BEVFormer", "LiftSplat"):
         keys = ["seg", "centre", "bev"] + (["depth"] if getattr(model, "depth_head", True) is not None else [])
-        return GraphSpec(TupleOutputs(model, keys), model.example_inputs, ["images", "intrinsics", "cam_to_ego"],
+        return GraphSpec(BEVGraph(model, keys), lambda b: _rig_inputs(model, b), ["images", "intrinsics", "cam_to_ego"],
                          keys, {"images": batch, "intrinsics": batch, "cam_to_ego": batch},
                          ["no temporal input (prev_bev): each export runs one frame"],
-                         min_opset=16, min_opset_why="grid_sample (ONNX GridSample) exists from opset 16")
+                         min_opset=16, min_opset_why="grid_sample (ONNX GridSample) exists from opset 16",
+                         dict_outputs=True)
     if name == "UNet3D":
         side = model.patch_size
         return GraphSpec(model, lambda b: (torch.randn(b, model.in_chans, *side),), ["x"], ["logits"],

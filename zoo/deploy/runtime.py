@@ -6,7 +6,9 @@ the exported graph, so a task's `evaluate` can run it in place of the PyTorch mo
 
 from __future__ import annotations
 
+import inspect
 import os
+import types
 from pathlib import Path
 
 import torch
@@ -70,3 +72,34 @@ def load_exported(path: str | os.PathLike, threads: int | None = None) -> nn.Mod
     if path.suffix == ".ts":
         return torch.jit.load(str(path)).eval()
     raise ValueError(f"{path.name}: unknown exported format (expected .onnx, .pt2 or .ts)")
+
+
+class ExportedModel(nn.Module):
+    """An exported file standing in for its PyTorch model, so a task's `evaluate` runs it unchanged.
+
+    `forward` runs the export (a tuple of outputs becomes the model's dict again where the model returns
+    one); every other attribute is the model's, and its methods are bound to this stand-in, so that e.g.
+    `unet3d.segment` tiles a volume through the export and `dqn.act` picks actions with it.
+    """
+
+    def __init__(self, model: nn.Module, runner: nn.Module, output_names: list[str], dict_outputs: bool):
+        super().__init__()
+        object.__setattr__(self, "_model", model)  # not a submodule: its parameters are not what runs
+        self.runner, self.output_names, self.dict_outputs = runner, output_names, dict_outputs
+
+    def forward(self, *inputs):
+        # exported graphs take dense tensors (gcn's sparse node features included)
+        out = self.runner(*(x.cpu() if x.layout == torch.strided else x.cpu().to_dense() for x in inputs))
+        if self.dict_outputs:
+            return dict(zip(self.output_names, out if isinstance(out, tuple) else (out,)))
+        return out
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            pass
+        model = object.__getattribute__(self, "_model")
+        if isinstance(inspect.getattr_static(type(model), name, None), types.FunctionType):
+            return getattr(type(model), name).__get__(self)  # a method of the model, run on the export
+        return getattr(model, name)
