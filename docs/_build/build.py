@@ -83,7 +83,7 @@ def cnn_samples(out: Path, labels: list[str]) -> list[dict]:
     """The first Fashion-MNIST test image of each class, as 28x28 grey PNGs."""
     from zoo.data.images import fashion_mnist
 
-    _, test = fashion_mnist(download=False)
+    _, test = fashion_mnist()  # the Debian package dataset-fashion-mnist, else torchvision's download
     rows = []
     for k, name in enumerate(labels):
         i = int((test.labels == k).nonzero()[0, 0])

@@ -256,6 +256,10 @@ async function setupCartpole(card) {
 }
 
 async function main() {
+  if (location.protocol === "file:") {
+    throw new Error("browsers do not run WebAssembly models from file:// pages: serve the site (make demo, or any " +
+      "static server, e.g. python -m http.server -d site) and open it over http://");
+  }
   if (typeof ort === "undefined") throw new Error("onnxruntime-web (assets/ort/ort.wasm.min.js) did not load");
   ort.env.wasm.wasmPaths = new URL("ort/", ASSETS).href;
   ort.env.wasm.numThreads = 1;  // threads need cross-origin isolation, which a plain static server does not give
