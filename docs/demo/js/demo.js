@@ -216,7 +216,13 @@ async function setupPatchcore(card) {
 async function setupCartpole(card) {
   const session = await ort.InferenceSession.create(new URL(card.model, ASSETS).href);
   const inputName = session.inputNames[0], outputName = session.outputNames[0];
-  const n = card.input_spec.obs_shape[0];
+  const spec = card.input_spec, n = spec.obs_shape[0];
+  // the card's preprocessing: the raw float32 observation vector of CartPole-v1, nothing else
+  const raw = (spec.preprocessing || []).every((p) => p.startsWith("none"));
+  if (spec.env !== "CartPole-v1" || spec.obs_dtype !== "float32" || n !== 4 || !raw) {
+    throw new Error("the demo steps CartPole-v1 with raw float32 observations; the card asks for " +
+      JSON.stringify(spec));
+  }
   const ctx = $("cp-canvas").getContext("2d");
   let episode = 0;
 
