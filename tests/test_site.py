@@ -112,6 +112,7 @@ def browser(tmp_path_factory):
     for flag in CHROMIUM_FLAGS:
         opts.add_argument(flag)
     opts.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console, for failure messages
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=opts)
     yield driver
     driver.quit()
@@ -140,7 +141,7 @@ def _wait(driver, script: str, timeout: float, what: str):
         return WebDriverWait(driver, timeout, poll_frequency=0.25).until(lambda d: d.execute_script(script))
     except TimeoutException:
         state = driver.execute_script("return JSON.stringify(window.zooDemo || null)")
-        log = [e["message"] for e in driver.get_log("browser")] if hasattr(driver, "get_log") else []
+        log = [e["message"] for e in driver.get_log("browser")]
         raise AssertionError(f"the demo did not {what} within {timeout} s; window.zooDemo={state}; "
                              f"console: {log[-5:]}") from None
 
