@@ -17,16 +17,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
-.PHONY: venv tour test test-all lint bench
+.PHONY: venv tour test test-all lint bench browser docs demo
 venv: $(VENV)/.installed
 
 tour: venv
 	$(PY) -m zoo tour --out out/tour
 
-test: venv
+test: venv browser
 	$(PY) -m pytest -q -n 2 --durations=15
 
-test-all: venv
+test-all: venv browser
 	$(PY) -m pytest -q -n 2 -m "slow or not slow"
 
 lint: venv
@@ -34,3 +34,18 @@ lint: venv
 
 bench: venv
 	$(PY) tests/benchmarks/bench_core.py
+
+# tests/test_site.py drives Debian's chromium (apt-get, root or sudo) and needs onnxruntime-web (npm ci)
+browser:
+	sh docs/_build/install_browser.sh
+
+# the docs site into site/: demo assets (ONNX exports, onnxruntime-web, samples), then a strict mkdocs build
+docs: venv
+	sh docs/_build/install_browser.sh --npm-only
+	$(PY) docs/_build/build.py
+
+# serve site/ on 127.0.0.1 (the demo needs http://, not file://)
+DEMO_PORT ?= 8000
+demo: docs
+	@echo "zoo docs and demo: http://127.0.0.1:$(DEMO_PORT)/  (demo: http://127.0.0.1:$(DEMO_PORT)/demo/index.html)"
+	$(PY) -m http.server $(DEMO_PORT) --bind 127.0.0.1 --directory site

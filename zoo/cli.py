@@ -10,7 +10,7 @@
   zoo finetune NAME --data PATH [key=value ...]   the family's fine-tune recipe on your data
   zoo reproduce TAG                               re-run a card's recipe and compare (exit 1 outside tolerance)
   zoo predict NAME INPUT --out DIR                run the model and draw its output
-  zoo export RUN_DIR --tag TAG                    write weights/<TAG>/ from a finished run
+  zoo export NAME --format onnx|pt2|torchscript --out DIR   export, checked against PyTorch, with a card
   zoo push FOLDER REPO_ID                         upload a weights folder to the Hugging Face Hub
   zoo tour                                        every family's default model on a sample, a table and a gallery
 """
@@ -140,7 +140,7 @@ def cmd_eval(a) -> int:
     from .engine import evaluate
 
     overrides = list(a.overrides) + ([f"data.eval_episodes={a.episodes}"] if a.episodes else [])
-    metrics = evaluate(a.name, data=a.data, overrides=overrides, device=a.device)
+    metrics = evaluate(a.name, data=a.data, overrides=overrides, device=a.device, runtime=a.runtime)
     if a.json:
         print(json.dumps(metrics))
         return 0
@@ -170,13 +170,6 @@ def cmd_predict(a) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for p in task.predict(model, a.input, out):
         print(p)
-    return 0
-
-
-def cmd_export(a) -> int:
-    from .engine import export
-
-    print(export(a.run_dir, a.tag, weights_root=a.to))
     return 0
 
 
@@ -240,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", help="evaluate on this data instead")
     sp.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     sp.add_argument("--episodes", type=int, help="evaluation episodes (reinforcement learning families)")
+    sp.add_argument("--runtime", choices=["onnxruntime", "torch.export", "torchscript"],
+                    help="measure through the model exported to this runtime (CPU) instead of PyTorch")
     sp.add_argument("overrides", nargs="*")
     sp.add_argument("--device")
     sp = add("reproduce", cmd_reproduce, "re-run a card's recipe; exit 1 when the metric is outside tolerance")
@@ -249,10 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("name", help="tag, weights folder or run dir")
     sp.add_argument("input", nargs="?", help="input file or folder (default: a generated sample)")
     sp.add_argument("--out", required=True, help="output directory")
-    sp = add("export", cmd_export, "write a hub-ready weights folder from a finished run")
-    sp.add_argument("run_dir")
-    sp.add_argument("--tag", help="arch.name (default: the recipe's weights.tag)")
-    sp.add_argument("--to", help="weights root (default: the package's weights/)")
+    from .deploy.cli import add_commands
+
+    add_commands(add)  # export, quantize, prune, profile
     sp = add("push", cmd_push, "upload a weights folder to the Hugging Face Hub")
     sp.add_argument("folder")
     sp.add_argument("repo_id")

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -171,16 +172,23 @@ def load_for_eval(name_or_run: str):
     return model, yaml.safe_load(recipe_file.read_text())
 
 
-def evaluate(name_or_run: str, *, data: str | None = None, overrides=(), device: str | None = None) -> dict:
+def evaluate(name_or_run: str, *, data: str | None = None, overrides=(), device: str | None = None,
+             runtime: str | None = None) -> dict:
+    """Metrics on the card's evaluation data; with `runtime` ("onnxruntime", "torch.export", "torchscript")
+    through the model exported to that runtime (on the CPU) instead of the PyTorch model."""
     model, raw = load_for_eval(name_or_run)
     raw = R.apply_overrides(raw, list(overrides))
     recipe, task = resolve_recipe(raw)
     if data:  # the task says how its recipe points at a user's data (the same hook `zoo finetune --data` uses)
         recipe, task = resolve_recipe(R.apply_overrides(raw, task.finetune_overrides(data)))
-    ctx = make_context(recipe, task, run_dir=None, device=device, resume=False)
+    ctx = make_context(recipe, task, run_dir=None, device="cpu" if runtime else device, resume=False)
     ds = task.build_data(recipe["data"], ctx)
     model.to(ctx.device).eval()
-    with torch.no_grad():
+    with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
+        if runtime:
+            from ..deploy.export import stand_in
+
+            model = stand_in(model.cpu(), runtime, tmp, threads=torch.get_num_threads())
         return {k: float(v) for k, v in task.evaluate(model, ds.test if ds.test is not None else ds.val, ctx).items()}
 
 

@@ -11,7 +11,7 @@
 Geometry follows `zoo.augment.RigAugment`: ego x forward, y left, z up; `cam_to_ego` maps OpenCV
 camera coordinates to ego; BEV row i runs along x (row 0 the rearmost), column j along y (column 0
 the rightmost). `cam_to_ego` may be any invertible similarity (BEV augmentation scales and mirrors
-it): it is inverted with `torch.linalg.inv`.
+it): it is inverted with `torch.linalg.inv` (in closed form in exported graphs, see `invert`).
 
 The file reads top to bottom: the image encoder (a zoo CNN or a timm backbone, plus a small FPN),
 projection of ego points into cameras, deformable sampling with `F.grid_sample`, BEVFormer's
@@ -120,6 +120,22 @@ def bev_cell_centres(grid: Sequence[int], x_range: Sequence[float], y_range: Seq
     return torch.stack(torch.meshgrid(xs, ys, indexing="ij"), -1)
 
 
+def invert(m: torch.Tensor) -> torch.Tensor:
+    """`torch.linalg.inv` of 3x3 matrices or 4x4 affine transforms (bottom row 0 0 0 1).
+
+    While a graph is exported (ONNX has no matrix inverse) the closed form is used instead: the
+    adjugate over the determinant, :math:`A^{-1} = [r_1 \\times r_2,\\ r_2 \\times r_0,\\ r_0 \\times r_1] / \\det A`.
+    """
+    if not torch.compiler.is_exporting():
+        return torch.linalg.inv(m)
+    r0, r1, r2 = m[..., :3, :3].unbind(-2)
+    adj = torch.stack((torch.linalg.cross(r1, r2), torch.linalg.cross(r2, r0), torch.linalg.cross(r0, r1)), -1)
+    a_inv = adj / (r0 * adj[..., 0]).sum(-1)[..., None, None]
+    if m.shape[-1] == 3:
+        return a_inv
+    return torch.cat((torch.cat((a_inv, -(a_inv @ m[..., :3, 3:])), -1), m[..., 3:, :]), -2)
+
+
 def project_points(points: torch.Tensor, intrinsics: torch.Tensor, cam_to_ego: torch.Tensor,
                    eps: float = 1e-2) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Project ego points into every camera: :math:`u \sim K\,[I \mid 0]\,E^{-1} p`.
@@ -129,7 +145,7 @@ def project_points(points: torch.Tensor, intrinsics: torch.Tensor, cam_to_ego: t
         - output: pixels :math:`(B, N, P, 2)` (x right, y down; pixel centres at +0.5) and depth
           :math:`(B, N, P)` along the optical axis (negative behind the camera; pixels there are meaningless)
     """
-    ego_to_cam = torch.linalg.inv(cam_to_ego.float())
+    ego_to_cam = invert(cam_to_ego.float())
     cam = torch.einsum("bnij,bpj->bnpi", ego_to_cam[..., :3, :3], points.float()) + ego_to_cam[:, :, None, :3, 3]
     depth = cam[..., 2]
     pix = torch.einsum("bnij,bnpj->bnpi", intrinsics.float(), cam)
@@ -288,8 +304,14 @@ class SpatialCrossAttention(nn.Module):
         # BEVFormer's "rebatch": a camera sees a fraction of the grid, so each camera samples only for
         # the queries it sees (visible ones first, padded to the busiest camera's count).
         hit = valid.any(-1)  # (B, N, Q)
-        keep = max(1, int(hit.sum(-1).max()))
-        order = torch.argsort(hit.to(torch.uint8), dim=-1, descending=True, stable=True)[..., :keep]  # (B, N, L)
+        if torch.compiler.is_exporting() or torch.jit.is_tracing():
+            # A static graph (torch.export, ONNX, a TorchScript trace) cannot size a tensor by data: every
+            # camera keeps every query, which gives the same result (unseen points carry zero weight and
+            # evidence), only slower.
+            keep, order = q, torch.arange(q, device=hit.device).expand(b, n, q)
+        else:
+            keep = max(1, int(hit.sum(-1).max()))
+            order = torch.argsort(hit.to(torch.uint8), dim=-1, descending=True, stable=True)[..., :keep]  # (B, N, L)
         bi = torch.arange(b, device=order.device).view(b, 1, 1)
         ni = torch.arange(n, device=order.device).view(1, n, 1)
         norm = norm.clamp(-2, 2).view(b, n, q, z, 2)[bi, ni, order]  # (B, N, L, Z, 2), far-off points kept finite
@@ -470,7 +492,7 @@ class BEVFormer(_BEVBase):
         """Resample a previous BEV onto the current grid, given the previous-to-current ego transform."""
         b = prev_bev.shape[0]
         cur = torch.cat((self.cells, torch.zeros_like(self.cells[:, :1]), torch.ones_like(self.cells[:, :1])), -1)
-        src = torch.einsum("bij,qj->bqi", torch.linalg.inv(prev_to_ego.float()), cur)[..., :2]  # in the old frame
+        src = torch.einsum("bij,qj->bqi", invert(prev_to_ego.float()), cur)[..., :2]  # in the old frame
         lo = torch.tensor([self.x_range[0], self.y_range[0]], device=src.device)
         span = torch.tensor([self.x_range[1] - self.x_range[0], self.y_range[1] - self.y_range[0]], device=src.device)
         grid = ((src - lo) / span * 2 - 1).flip(-1).view(b, *self.grid, 2)  # (x = column = y, y = row = x)
@@ -536,7 +558,7 @@ class LiftSplat(_BEVBase):
         v, u = torch.meshgrid((torch.arange(fh, device=self.depths.device) + 0.5) * s,
                               (torch.arange(fw, device=self.depths.device) + 0.5) * s, indexing="ij")
         pix = torch.stack((u, v, torch.ones_like(u)), -1)  # (fh, fw, 3)
-        rays = torch.einsum("bnij,hwj->bnhwi", torch.linalg.inv(intrinsics.float()), pix)
+        rays = torch.einsum("bnij,hwj->bnhwi", invert(intrinsics.float()), pix)
         cam = rays[:, :, None] * self.depths.view(1, 1, -1, 1, 1, 1)  # (B, N, D, fh, fw, 3)
         e = cam_to_ego.float()
         return torch.einsum("bnij,bndhwj->bndhwi", e[..., :3, :3], cam) + e[:, :, None, None, None, :3, 3]

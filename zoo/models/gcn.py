@@ -65,7 +65,8 @@ def check_graph_inputs(x: torch.Tensor, edge_index: torch.Tensor, in_chans: int,
     """ValueError naming the expected layout of node features and edges, and edges out of range."""
     check_tensor(x, "x", ("N", in_chans), owner=owner)
     check_tensor(edge_index, "edge_index", (2, "E"), dtype="int", owner=owner)
-    if edge_index.numel() and int(edge_index.max()) >= x.shape[0]:
+    # a value check, not a shape check: an exported graph (torch.export, ONNX) cannot hold it
+    if not torch.compiler.is_exporting() and edge_index.numel() and int(edge_index.max()) >= x.shape[0]:
         raise ValueError(f"{owner} expects edge_index values in 0..{x.shape[0] - 1} (x has {x.shape[0]} nodes), "
                          f"got node id {int(edge_index.max())}")
 
