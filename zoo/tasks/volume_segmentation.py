@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from zoo.data import volumes as V
+from zoo.deps import require
 from zoo.recipes import NUM, OPT_STR
 from zoo.recipes import F as Field
 from zoo.tasks.base import Data, Task, unwrap
@@ -356,7 +357,7 @@ def view_names(affine: np.ndarray | None) -> tuple[str, str, str]:
     """
     if affine is None or np.allclose(affine, np.eye(4)):
         return ("axis 0", "axis 1", "axis 2")
-    import nibabel as nib
+    nib = require("nibabel", "medical")
 
     kind = {"L": "sagittal", "R": "sagittal", "A": "coronal", "P": "coronal", "S": "axial", "I": "axial"}
     codes = nib.aff2axcodes(affine)  # None for an axis a degenerate affine does not orient
