@@ -30,6 +30,7 @@ from zoo.data import images as I
 from zoo.engine import sequential_batches
 from zoo.recipes import NUM, OPT_STR
 from zoo.recipes import F as Field
+from zoo.samples import sample_dir
 from zoo.tasks.base import Data, Task, TensorBatches, unwrap
 
 DATASETS = ("fashion_mnist", "digits", "folder", "csv")
@@ -362,6 +363,9 @@ class ClassificationTask(Task):
             raise ValueError(f"{cfg.get('tag') or type(model).__name__}: its input_spec {spec} lacks size/mean/std; "
                              "predict needs them to prepare images")
         classes = cfg.get("labels") or [f"class{i}" for i in range(_num_classes(model))]
+        shipped = sample_dir(model)
+        if inputs is None and shipped is not None and (shipped / "samples.csv").is_file():
+            inputs = str(shipped / "samples.csv")  # the test images the weights folder ships
         if inputs is None:
             source = Path(cfg.get("source") or "")
             recipe = source / "recipe.yaml"

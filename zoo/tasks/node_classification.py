@@ -36,6 +36,7 @@ from zoo.engine import Trainer
 from zoo.engine.state import seed_everything
 from zoo.recipes import OPT_STR
 from zoo.recipes import F as Field
+from zoo.samples import sample_dir
 from zoo.tasks.base import Data, Task
 
 
@@ -183,13 +184,19 @@ class NodeClassificationTask(Task):
 
     # ----------------------------------------------------------------- use
     def _graph_for(self, model, inputs: str | None):
-        """(graph, name) for predict: a custom graph file/folder, else the card's Planetoid data set."""
+        """(graph, name) for predict: a Planetoid name ("Cora", read from ZOO_DATA) or a custom graph file/folder;
+        without input the subgraph the weights folder ships (samples/graph.pt), else a generated graph."""
         spec = (getattr(model, "pretrained_cfg", None) or {}).get("input_spec", {})
-        if inputs:
+        shipped = sample_dir(model)
+        if inputs and str(inputs).lower() in {n.lower() for n in G.PLANETOID} and not Path(inputs).exists():
+            name = G.planetoid_name(str(inputs))
+            graph = G.planetoid(name)
+        elif inputs:
             graph = G.read_graph(inputs, require_labels=False)
             name = str(inputs)
-        elif spec.get("dataset") in G.PLANETOID:
-            graph, name = G.planetoid(spec["dataset"]), spec["dataset"]
+        elif shipped is not None and (shipped / "graph.pt").is_file():
+            graph = G.read_graph(shipped / "graph.pt", require_labels=False)
+            name = f"{spec.get('dataset', 'sample')} sample ({graph.num_nodes} nodes)"
         else:
             graph, name = G.synthetic_graph(num_features=model.in_chans, seed=0), "a generated graph"
         if spec.get("normalize_features", True):
