@@ -48,8 +48,8 @@ def write_samples(tag: str) -> Path:
     if writer is None:
         raise ValueError(f"{tag}: task {card['task']!r} generates its own inputs; it ships no samples")
     source = writer(tag, card, folder)
-    (folder / "README.md").write_text(f"# Sample inputs of {tag}\n\n{source}\nWritten by `python -m zoo.samples {tag}`; "
-                                      "read by `zoo predict` (no input) and `zoo tour`.\n")
+    note = f"Written by `python -m zoo.samples {tag}`; read by `zoo predict` (no input) and `zoo tour`.\n"
+    (folder / "README.md").write_text(f"# Sample inputs of {tag}\n\n{source}\n{note}")
     return folder
 
 
