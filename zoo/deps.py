@@ -13,6 +13,7 @@ extra (pyproject.toml's optional-dependencies):
 from __future__ import annotations
 
 import importlib
+import warnings
 from types import ModuleType
 
 
@@ -31,3 +32,11 @@ def require(module: str, extra: str) -> ModuleType:
     except ModuleNotFoundError as e:
         missing = module if e.name in (None, module) else f"{e.name} (needed by {module})"
         raise MissingExtra(f'{missing} is not installed: pip install "zoo[{extra}]"', name=e.name) from e
+
+
+def import_pyg():
+    """Import torch_geometric without the FutureWarning its own `torch.jit.script` calls raise at import time
+    (torch deprecates jit.script; PyG still scripts a few helpers). Later PyG imports are silent: it is loaded."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is", category=FutureWarning)
+        return importlib.import_module("torch_geometric")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,6 +69,9 @@ def build_env(env_id: str, env_kwargs: dict | None = None, max_episode_steps: in
     kwargs = dict(env_kwargs or {})
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
+    if render_mode == "rgb_array":  # off-screen: SDL needs no display or sound server (and says nothing about it)
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+        os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     module, colon, name = env_id.partition(":")
     if colon:
         try:

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import torch
 
+from zoo.deps import import_pyg
 from zoo.utils import cache_dir, data_root
 
 PLANETOID = ("Cora", "CiteSeer", "PubMed")
@@ -88,6 +89,7 @@ def planetoid(name: str, root: str | os.PathLike | None = None):
             all there they are read offline and processed in a cache folder; otherwise PyG downloads
             them into `root` and processes them there, as `Planetoid(root, name)` always does.
     """
+    import_pyg()
     from torch_geometric.datasets import Planetoid
 
     name = planetoid_name(name)
@@ -125,6 +127,7 @@ def read_graph(path: str | os.PathLike, *, undirected: bool = True, require_labe
 
 def read_data_file(path: Path, *, require_labels: bool = True):
     """A `torch.save`d PyG Data (or dict of tensors), loaded with weights_only=True and validated."""
+    import_pyg()
     from torch_geometric.data import Data
     from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
     from torch_geometric.data.storage import GlobalStorage
@@ -241,6 +244,7 @@ def _node_id(text: str, path: Path, row: int, num_nodes: int | None) -> int:
 
 def read_csv_graph(folder: str | os.PathLike, *, undirected: bool = True, require_labels: bool = True):
     """features.csv + edges.csv + labels.csv (+ splits.csv) from `folder` as a validated PyG Data."""
+    import_pyg()
     from torch_geometric.data import Data
     from torch_geometric.utils import to_undirected
 
@@ -382,6 +386,7 @@ def synthetic_graph(num_nodes: int = 300, num_classes: int = 3, num_features: in
     Each class favours its own slice of the feature columns, so both the features and the graph
     carry the label (as in citation graphs). All nodes are labelled; no split masks.
     """
+    import_pyg()
     from torch_geometric.data import Data
     from torch_geometric.utils import to_undirected
 
