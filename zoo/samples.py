@@ -85,7 +85,7 @@ def _write_images(tag: str, card: dict, folder: Path) -> str:
 
 
 def _write_subgraph(tag: str, card: dict, folder: Path) -> str:
-    """The test nodes nearest the first test node (breadth first), with every edge among them."""
+    """The nodes nearest the first test node of each class (breadth first), with every edge among them."""
     import torch
     from torch_geometric.data import Data
     from torch_geometric.utils import k_hop_subgraph, subgraph
@@ -95,7 +95,8 @@ def _write_subgraph(tag: str, card: dict, folder: Path) -> str:
     name = card["input_spec"]["dataset"]
     graph = G.planetoid(name)
     n = SUBGRAPH_NODES[name]
-    seed = graph.test_mask.nonzero().flatten()[:1]
+    test = graph.test_mask.nonzero().flatten()
+    seed = torch.stack([test[graph.y[test] == c][0] for c in range(int(graph.y.max()) + 1)])
     hops = 1
     while True:
         nodes = k_hop_subgraph(seed, hops, graph.edge_index, num_nodes=graph.num_nodes)[0]
@@ -112,7 +113,8 @@ def _write_subgraph(tag: str, card: dict, folder: Path) -> str:
     if not torch.equal(graph.x[nodes], sample.x.float()):
         raise ValueError(f"{name}: features are not 0/1; they cannot be stored as uint8")
     torch.save(sample.to_dict(), folder / "graph.pt")
-    return (f"graph.pt: {len(nodes)} nodes of Planetoid {name} around its first test node (breadth first), every "
+    return (f"graph.pt: {len(nodes)} nodes of Planetoid {name} around the first test node of each class (breadth "
+            "first), every "
             "edge among them, the 0/1 bag-of-words features (uint8), labels and the test mask; load it with "
             "torch.load(path, weights_only=True) or `zoo predict TAG graph.pt`.\n")
 

@@ -43,6 +43,14 @@ from zoo.deps import import_pyg
 from zoo.utils import cache_dir, data_root
 
 PLANETOID = ("Cora", "CiteSeer", "PubMed")
+# Class names in the order of Planetoid's label indices (the raw files hold indices only). Checked against
+# the data: each class's node count matches the original data set's (Cora: Theory 351, ..., Rule_Learning 180;
+# CiteSeer: AI 249 + the 15 isolated test nodes, which Planetoid labels 0).
+PLANETOID_CLASSES = {
+    "Cora": ["Theory", "Reinforcement_Learning", "Genetic_Algorithms", "Neural_Networks", "Probabilistic_Methods",
+             "Case_Based", "Rule_Learning"],
+    "CiteSeer": ["AI", "ML", "IR", "DB", "Agents", "HCI"],
+}
 RAW_PARTS = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 SPLITS = ("train", "val", "test")
 CSV_FILES = {"features": "features.csv", "edges": "edges.csv", "labels": "labels.csv", "splits": "splits.csv"}
@@ -98,14 +106,18 @@ def planetoid(name: str, root: str | os.PathLike | None = None):
     if all((raw / f"ind.{name.lower()}.{part}").is_file() for part in RAW_PARTS):
         cache = _cache_root()
         _link_raw(raw, cache / name)
-        return Planetoid(str(cache), name)[0]
-    try:
-        return Planetoid(str(src), name)[0]  # the raw files carry class indices only, no names
-    except Exception as e:  # no network, a proxy error, a read-only root: say what was looked for
-        raise FileNotFoundError(
-            f"Planetoid {name}: no raw files in {raw} and PyG's download into {src} failed "
-            f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); set ZOO_DATA to a folder "
-            f"holding planetoid/{name}/raw/ind.{name.lower()}.* or allow the download") from e
+        graph = Planetoid(str(cache), name)[0]
+    else:
+        try:
+            graph = Planetoid(str(src), name)[0]
+        except Exception as e:  # no network, a proxy error, a read-only root: say what was looked for
+            raise FileNotFoundError(
+                f"Planetoid {name}: no raw files in {raw} and PyG's download into {src} failed "
+                f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); set ZOO_DATA to a "
+                f"folder holding planetoid/{name}/raw/ind.{name.lower()}.* or allow the download") from e
+    if name in PLANETOID_CLASSES:  # the raw files carry class indices only
+        graph.classes = list(PLANETOID_CLASSES[name])
+    return graph
 
 
 # --------------------------------------------------------------------------- custom graphs
