@@ -1,16 +1,16 @@
 """The `zoo` command (also `python -m zoo`).
 
   zoo list [FILTER] [--pretrained] [--task T]     models or published tags, as a table
-  zoo info NAME                                   a model's spec or a tag's card
+  zoo info NAME [--json]                          a readable summary of a model's spec or a tag's card
   zoo download NAMES... [--to DIR]                fill the Hub cache for offline use
   zoo verify                                      re-check every card's sha256 (exit 1 on mismatch)
   zoo recipes | cat RECIPE | cp RECIPE DEST       browse and copy recipes
-  zoo train RECIPE [key=value ...] [--resume RUN] train (also under torchrun)
+  zoo train RECIPE [key=value ...] [--resume RUN]  train (also under torchrun)
   zoo eval NAME_OR_RUN [--data PATH] [--json]     metrics on the card's evaluation data
   zoo finetune NAME --data PATH [key=value ...]   the family's fine-tune recipe on your data
   zoo reproduce TAG                               re-run a card's recipe and compare (exit 1 outside tolerance)
-  zoo predict NAME INPUT --out DIR                run the model and draw its output
-  zoo export RUN_DIR --tag TAG                    write weights/<TAG>/ from a finished run
+  zoo predict NAME [INPUT] --out DIR              run the model and draw its output (no INPUT: shipped samples)
+  zoo export RUN_DIR [--tag TAG] [--to DIR]       write <DIR>/<TAG>/ (default weights/) from a finished run
   zoo push FOLDER REPO_ID                         upload a weights folder to the Hugging Face Hub
   zoo tour                                        every family's default model on a sample, a table and a gallery
 """
