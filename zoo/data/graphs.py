@@ -95,7 +95,8 @@ def planetoid(name: str, root: str | os.PathLike | None = None):
         name: "Cora", "CiteSeer" or "PubMed" (any case).
         root: folder holding `<Name>/raw/` (default `data_root()/planetoid`). When its raw files are
             all there they are read offline and processed in a cache folder; otherwise PyG downloads
-            them into `root` and processes them there, as `Planetoid(root, name)` always does.
+            them into `root` when given (as `Planetoid(root, name)` always does), else into zoo's cache
+            (`zoo.utils.cache_dir`): the data root is never written to.
     """
     import_pyg()
     from torch_geometric.datasets import Planetoid
@@ -107,12 +108,13 @@ def planetoid(name: str, root: str | os.PathLike | None = None):
         cache = _cache_root()
         _link_raw(raw, cache / name)
         graph = Planetoid(str(cache), name)[0]
-    else:
+    else:  # PyG downloads: into the folder the caller named, else zoo's cache (never into ZOO_DATA)
+        target = Path(root) if root is not None else cache_dir("planetoid_download")
         try:
-            graph = Planetoid(str(src), name)[0]
+            graph = Planetoid(str(target), name)[0]
         except Exception as e:  # no network, a proxy error, a read-only root: say what was looked for
             raise FileNotFoundError(
-                f"Planetoid {name}: no raw files in {raw} and PyG's download into {src} failed "
+                f"Planetoid {name}: no raw files in {raw} and PyG's download into {target} failed "
                 f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); set ZOO_DATA to a "
                 f"folder holding planetoid/{name}/raw/ind.{name.lower()}.* or allow the download") from e
     if name in PLANETOID_CLASSES:  # the raw files carry class indices only
