@@ -54,3 +54,14 @@ def test_the_cli_says_it_in_one_line(monkeypatch, tmp_path, capsys):
     assert main(["predict", "dqn.cartpole", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and 'pip install "zoo[rl]"' in err and "Traceback" not in err
+
+
+def test_the_tour_skips_a_family_whose_extra_is_missing(monkeypatch, tmp_path, capsys):
+    from zoo import registry
+    from zoo.tour import tour
+
+    monkeypatch.setattr(registry, "list_models", lambda *a, **k: ["dqn"])
+    monkeypatch.setitem(sys.modules, "gymnasium", None)
+    assert tour(out=tmp_path / "tour") == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("dqn "))
+    assert 'skipped: gymnasium is not installed: pip install "zoo[rl]"' in row
