@@ -645,7 +645,7 @@ def plot_curve(curve: dict, path: Path, title: str) -> Path:
     if card:
         x = tr[-1, 0]
         ax.errorbar([x], [card["mean"]], yerr=[card["std"]], fmt="D", ms=7, color="tab:red", capsize=4, zorder=5,
-                    label=f"card: published weights, greedy, {card['episodes']} episodes: "
+                    label=f"card: these weights, greedy, {card['episodes']} episodes: "
                           f"{card['mean']:.1f} ± {card['std']:.1f}")
         if card.get("target") is not None:
             ax.axhline(card["target"], ls="--", lw=0.8, color="grey", label=f"recipe target {card['target']:g}")
