@@ -30,7 +30,7 @@ def test_list_and_info(capsys):
     assert "toy_mlp" in out
     assert main(["list", "--pretrained"]) == 0
     capsys.readouterr()
-    assert main(["info", "toy_mlp"]) == 0
+    assert main(["info", "toy_mlp", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["default_tag"] == "toy_mlp.blobs"
 
 

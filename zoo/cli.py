@@ -1,15 +1,15 @@
 """The `zoo` command (also `python -m zoo`).
 
   zoo list [FILTER] [--pretrained] [--task T]     models or published tags, as a table
-  zoo info NAME                                   a model's spec or a tag's card
+  zoo info NAME [--json]                          a readable summary of a model's spec or a tag's card
   zoo download NAMES... [--to DIR]                fill the Hub cache for offline use
   zoo verify                                      re-check every card's sha256 (exit 1 on mismatch)
   zoo recipes | cat RECIPE | cp RECIPE DEST       browse and copy recipes
-  zoo train RECIPE [key=value ...] [--resume RUN] train (also under torchrun)
+  zoo train RECIPE [key=value ...] [--resume RUN]  train (also under torchrun)
   zoo eval NAME_OR_RUN [--data PATH] [--json]     metrics on the card's evaluation data
   zoo finetune NAME --data PATH [key=value ...]   the family's fine-tune recipe on your data
   zoo reproduce TAG                               re-run a card's recipe and compare (exit 1 outside tolerance)
-  zoo predict NAME INPUT --out DIR                run the model and draw its output
+  zoo predict NAME [INPUT] --out DIR              run the model and draw its output (no INPUT: shipped samples)
   zoo export NAME --format onnx|pt2|torchscript --out DIR   export, checked against PyTorch, with a card
   zoo push FOLDER REPO_ID                         upload a weights folder to the Hugging Face Hub
   zoo tour                                        every family's default model on a sample, a table and a gallery
@@ -53,10 +53,69 @@ def cmd_list(a) -> int:
     return 0
 
 
+def _brief(value, width: int = 100) -> str:
+    """One line for a card field: dicts as k=v, lists joined, floats to 4 significant digits, cut at `width`."""
+    if isinstance(value, float):
+        text = f"{value:.4g}"
+    elif isinstance(value, dict):
+        text = ", ".join(f"{k}={f'[{_brief(v)}]' if isinstance(v, (list, tuple)) else _brief(v)}"
+                         for k, v in value.items() if v not in (None, {}, []))
+    elif isinstance(value, (list, tuple)):
+        text = ", ".join(_brief(v) for v in value)
+    else:
+        text = str(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _card_lines(card: dict) -> list[tuple[str, str]]:
+    """(field, text) rows of a weight card, headline first."""
+    from .weights import card_summary
+
+    s, expect, train = card_summary(card), card.get("expect") or {}, card.get("training") or {}
+    rows = []
+    if s["metric"]:
+        head = f"{s['metric']} = {_brief(s['value'])}"
+        if expect.get("value") is not None:
+            sign = ">=" if expect.get("mode", "max") == "max" else "<="
+            tol = f" ± {_brief(expect['tolerance'])}" if expect.get("tolerance") else ""
+            head += f"  (recipe target {sign} {_brief(expect['value'])}{tol})"
+        rows.append(("metric", head))
+    others = {k: v for k, v in (card.get("metrics") or {}).items() if k != s["metric"]}
+    rows += [("metrics", _brief(others))] if others else []
+    labels = card.get("labels")
+    rows += [("labels", f"{len(labels)}: {_brief(labels)}")] if labels else []
+    rows += [(key, _brief(card[key])) for key in ("input_spec", "datasets", "license") if card.get(key)]
+    if train:
+        took = f"{train['train_seconds']:.0f} s training" if isinstance(train.get("train_seconds"), float) else ""
+        rows.append(("training", "; ".join(x for x in (train.get("command"), took, train.get("hardware")) if x)))
+    for name, f in (card.get("files") or {}).items():
+        rows.append(("weights", f"{name} {f.get('size', 0):,} bytes, sha256 {str(f.get('sha256'))[:16]}..."))
+    repo = (card.get("hub") or {}).get("repo_id")
+    rows += [("hub", repo)] if repo else []
+    if card.get("tag"):
+        rows.append(("use", f'zoo.create("{card["tag"]}", pretrained=True)   zoo predict {card["tag"]} --out out/'))
+    return rows
+
+
 def cmd_info(a) -> int:
+    """A readable summary of a tag's card or an architecture's spec; --json prints the raw card."""
     from .registry import model_info
 
-    print(json.dumps(model_info(a.name), indent=2, default=str))
+    info = model_info(a.name)
+    if a.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    if "default_card" in info or "pretrained" in info:  # an architecture
+        print(f"{info['arch']}  ({info['family']} family, task {info['task']})")
+        rows = [("about", info["description"]), ("weights", _brief(info["pretrained"]) or "none published"),
+                ("default", info["default_tag"] or "-"), ("input_spec", _brief(info["input_spec"] or {}))]
+        rows += [(f"  {k}", v) for k, v in _card_lines(info.get("default_card") or {})]
+    else:
+        print(f"{info.get('tag') or a.name}  ({info.get('family')} family, task {info.get('task')})")
+        rows = _card_lines(info)
+    width = max(len(k) for k, _ in rows)
+    print("\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows))
+    print(f"the whole card: zoo info {a.name} --json")
     return 0
 
 
@@ -202,7 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("filter", nargs="?", help="fnmatch pattern, e.g. 'nerf*'")
     sp.add_argument("--pretrained", action="store_true", help="list published weights (tags)")
     sp.add_argument("--task", help="only this task")
-    add("info", cmd_info, "show a model's spec or a tag's card").add_argument("name")
+    sp = add("info", cmd_info, "a readable summary of a model's spec or a tag's card")
+    sp.add_argument("name")
+    sp.add_argument("--json", action="store_true", help="print the whole card as JSON")
     sp = add("download", cmd_download, "download weights into the Hugging Face cache (for offline use)")
     sp.add_argument("names", nargs="+", help="tags, family names or hf-hub:org/repo[@rev]")
     sp.add_argument("--to", help="also copy each folder into this directory")

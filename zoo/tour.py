@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from .deps import MissingExtra
+
 
 def _latency_ms(model, args, repeats: int = 5) -> float:
     times = []
@@ -60,6 +62,8 @@ def tour(out: Path = Path("out/tour")) -> int:
             pic = task.draw_sample(model, out / f"{family}.png")
             if pic is not None:
                 pictures.append((tag, Path(pic)))
+        except MissingExtra as e:  # a core install without this domain's extra: say what to install
+            rows.append([family, tag, "-", f"skipped: {e}"[:80], "-"])
         except Exception as e:  # the tour reports every family, even when one fails
             failures += 1
             rows.append([family, tag, "-", f"FAILED: {type(e).__name__}: {e}"[:80], "-"])

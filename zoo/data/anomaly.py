@@ -217,11 +217,12 @@ _WHOLE = ((0, 512, 0, 512),)
 
 
 def _texture(name: str) -> np.ndarray:
-    import skimage.data
+    from zoo.deps import require
 
+    skimage_data = require("skimage.data", "anomaly")
     if name not in TEXTURES:
         raise ValueError(f"texture benchmark: unknown texture {name!r}; choose one of {', '.join(TEXTURES)}")
-    grey = getattr(skimage.data, name)().astype(np.float32) / 255.0
+    grey = getattr(skimage_data, name)().astype(np.float32) / 255.0
     return np.clip(grey[..., None] * np.array(_TINTS[name], np.float32), 0.0, 1.0)
 
 

@@ -21,25 +21,25 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from zoo.deps import require
 
 ATARI_STACK = 4
 
 
 def _register_namespace(env_id: str) -> None:
     """Register the envs of the packages whose ids gymnasium does not know until they are imported."""
-    import gymnasium as gym
+    gym = require("gymnasium", "rl")
 
     if env_id.startswith("MinAtar/") and env_id not in gym.registry:
-        import minatar.gym  # registers through gymnasium's plugin hook only when asked; do it here
-
-        minatar.gym.register_envs()
+        # registers through gymnasium's plugin hook only when asked; do it here
+        require("minatar.gym", "rl").register_envs()
     elif (env_id.startswith("ALE/") or env_id.endswith("NoFrameskip-v4")) and env_id not in gym.registry:
-        import ale_py
-
-        gym.register_envs(ale_py)
+        gym.register_envs(require("ale_py", "rl"))
 
 
 def is_atari(env_id: str) -> bool:
@@ -55,7 +55,7 @@ def _channels_first(env):
 
     A module-level function rather than a lambda keeps the wrapped env picklable (exact resume).
     """
-    import gymnasium as gym
+    gym = require("gymnasium", "rl")
 
     h, w, c = env.observation_space.shape
     return gym.wrappers.TransformObservation(env, _hwc_to_chw, gym.spaces.Box(0, 1, (c, h, w), np.uint8))
@@ -64,11 +64,14 @@ def _channels_first(env):
 def build_env(env_id: str, env_kwargs: dict | None = None, max_episode_steps: int | None = None,
               render_mode: str | None = None):
     """One environment with zoo's preprocessing for `env_id` (see the module docstring)."""
-    import gymnasium as gym
+    gym = require("gymnasium", "rl")
 
     kwargs = dict(env_kwargs or {})
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
+    if render_mode == "rgb_array":  # off-screen: SDL needs no display or sound server (and says nothing about it)
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+        os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     module, colon, name = env_id.partition(":")
     if colon:
         try:
@@ -103,7 +106,7 @@ def build_env(env_id: str, env_kwargs: dict | None = None, max_episode_steps: in
 
 
 def _check_spaces(env_id: str, env) -> tuple[tuple[int, ...], int]:
-    import gymnasium as gym
+    gym = require("gymnasium", "rl")
 
     act, obs = env.action_space, env.observation_space
     if not isinstance(act, gym.spaces.Discrete):
@@ -145,7 +148,7 @@ class EnvSource:
         last one of the finished episode in info["final_obs"], so every step is a valid transition.
         A functools.partial (not a lambda) builds each copy, so a SyncVectorEnv pickles (exact resume).
         """
-        import gymnasium as gym
+        gym = require("gymnasium", "rl")
 
         fns = [functools.partial(build_env, self.env_id, self.env_kwargs, self.max_episode_steps)] * num_envs
         mode = gym.vector.AutoresetMode.SAME_STEP

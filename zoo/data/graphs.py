@@ -39,9 +39,18 @@ from pathlib import Path
 
 import torch
 
+from zoo.deps import import_pyg
 from zoo.utils import cache_dir, data_root
 
 PLANETOID = ("Cora", "CiteSeer", "PubMed")
+# Class names in the order of Planetoid's label indices (the raw files hold indices only). Checked against
+# the data: each class's node count matches the original data set's (Cora: Theory 351, ..., Rule_Learning 180;
+# CiteSeer: AI 249 + the 15 isolated test nodes, which Planetoid labels 0).
+PLANETOID_CLASSES = {
+    "Cora": ["Theory", "Reinforcement_Learning", "Genetic_Algorithms", "Neural_Networks", "Probabilistic_Methods",
+             "Case_Based", "Rule_Learning"],
+    "CiteSeer": ["AI", "ML", "IR", "DB", "Agents", "HCI"],
+}
 RAW_PARTS = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 SPLITS = ("train", "val", "test")
 CSV_FILES = {"features": "features.csv", "edges": "edges.csv", "labels": "labels.csv", "splits": "splits.csv"}
@@ -86,8 +95,10 @@ def planetoid(name: str, root: str | os.PathLike | None = None):
         name: "Cora", "CiteSeer" or "PubMed" (any case).
         root: folder holding `<Name>/raw/` (default `data_root()/planetoid`). When its raw files are
             all there they are read offline and processed in a cache folder; otherwise PyG downloads
-            them into `root` and processes them there, as `Planetoid(root, name)` always does.
+            them into `root` when given (as `Planetoid(root, name)` always does), else into zoo's cache
+            (`zoo.utils.cache_dir`): the data root is never written to.
     """
+    import_pyg()
     from torch_geometric.datasets import Planetoid
 
     name = planetoid_name(name)
@@ -96,14 +107,19 @@ def planetoid(name: str, root: str | os.PathLike | None = None):
     if all((raw / f"ind.{name.lower()}.{part}").is_file() for part in RAW_PARTS):
         cache = _cache_root()
         _link_raw(raw, cache / name)
-        return Planetoid(str(cache), name)[0]
-    try:
-        return Planetoid(str(src), name)[0]  # the raw files carry class indices only, no names
-    except Exception as e:  # no network, a proxy error, a read-only root: say what was looked for
-        raise FileNotFoundError(
-            f"Planetoid {name}: no raw files in {raw} and PyG's download into {src} failed "
-            f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); set ZOO_DATA to a folder "
-            f"holding planetoid/{name}/raw/ind.{name.lower()}.* or allow the download") from e
+        graph = Planetoid(str(cache), name)[0]
+    else:  # PyG downloads: into the folder the caller named, else zoo's cache (never into ZOO_DATA)
+        target = Path(root) if root is not None else cache_dir("planetoid_download")
+        try:
+            graph = Planetoid(str(target), name)[0]
+        except Exception as e:  # no network, a proxy error, a read-only root: say what was looked for
+            raise FileNotFoundError(
+                f"Planetoid {name}: no raw files in {raw} and PyG's download into {target} failed "
+                f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); set ZOO_DATA to a "
+                f"folder holding planetoid/{name}/raw/ind.{name.lower()}.* or allow the download") from e
+    if name in PLANETOID_CLASSES:  # the raw files carry class indices only
+        graph.classes = list(PLANETOID_CLASSES[name])
+    return graph
 
 
 # --------------------------------------------------------------------------- custom graphs
@@ -125,6 +141,7 @@ def read_graph(path: str | os.PathLike, *, undirected: bool = True, require_labe
 
 def read_data_file(path: Path, *, require_labels: bool = True):
     """A `torch.save`d PyG Data (or dict of tensors), loaded with weights_only=True and validated."""
+    import_pyg()
     from torch_geometric.data import Data
     from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
     from torch_geometric.data.storage import GlobalStorage
@@ -241,6 +258,7 @@ def _node_id(text: str, path: Path, row: int, num_nodes: int | None) -> int:
 
 def read_csv_graph(folder: str | os.PathLike, *, undirected: bool = True, require_labels: bool = True):
     """features.csv + edges.csv + labels.csv (+ splits.csv) from `folder` as a validated PyG Data."""
+    import_pyg()
     from torch_geometric.data import Data
     from torch_geometric.utils import to_undirected
 
@@ -382,6 +400,7 @@ def synthetic_graph(num_nodes: int = 300, num_classes: int = 3, num_features: in
     Each class favours its own slice of the feature columns, so both the features and the graph
     carry the label (as in citation graphs). All nodes are labelled; no split masks.
     """
+    import_pyg()
     from torch_geometric.data import Data
     from torch_geometric.utils import to_undirected
 

@@ -3,7 +3,7 @@
 Sources
   fashion_mnist(root)   the official 60,000 / 10,000 split, read from the idx .gz files of the
                         Debian package dataset-fashion-mnist (/usr/share/datasets/fashion-mnist),
-                        `root`, `data_root()/fashion-mnist`, else torchvision's download under data_root().
+                        `root`, `data_root()/fashion-mnist`, else torchvision's download into zoo's cache.
   digits_split()        scikit-learn's 1,797 8x8 digits with a fixed stratified 50% test split
                         (train_test_split(test_size=0.5, stratify=y, random_state=0)).
   read_image_folder()   ImageFolder layout: ROOT/<class>/<image>, optionally ROOT/{train,val,test}/<class>/.
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zoo.utils import data_root
+from zoo.utils import cache_dir, data_root
 
 log = logging.getLogger("zoo")
 
@@ -86,7 +86,8 @@ def _find_fashion_mnist(root: str | Path | None) -> Path | None:
         candidates = [Path(root).expanduser()]
     else:
         candidates = [Path(d) for d in FASHION_MNIST_DIRS]
-        candidates += [data_root() / "fashion-mnist", data_root() / "FashionMNIST" / "raw"]
+        candidates += [data_root() / "fashion-mnist", data_root() / "FashionMNIST" / "raw",
+                       cache_dir("fashion-mnist") / "FashionMNIST" / "raw"]  # an earlier download
     names = [n for pair in FASHION_MNIST_FILES.values() for n in pair]
     for folder in candidates:
         if all((folder / n).is_file() for n in names):
@@ -100,8 +101,9 @@ def _find_fashion_mnist(root: str | Path | None) -> Path | None:
 def fashion_mnist(root: str | Path | None = None, download: bool = True) -> tuple[ImageSet, ImageSet]:
     """(train 60,000, test 10,000) Fashion-MNIST as (N, 1, 28, 28) uint8 (Xiao et al. 2017).
 
-    Looks in `root`, the Debian package's folder and data_root(); otherwise torchvision downloads
-    the files into data_root() (only when `download`).
+    Looks in `root`, the Debian package's folder, data_root() and zoo's cache; otherwise torchvision
+    downloads the files into the cache (`zoo.utils.cache_dir`; only when `download`). The data root
+    (ZOO_DATA) is read-only input: nothing is ever written there.
     """
     folder = _find_fashion_mnist(root)
     sets = []
@@ -119,9 +121,10 @@ def fashion_mnist(root: str | Path | None = None, download: bool = True) -> tupl
         raise ValueError(f"Fashion-MNIST not found in {', '.join(FASHION_MNIST_DIRS)} or {data_root()}")
     from torchvision.datasets import FashionMNIST
 
-    log.warning("zoo: Fashion-MNIST not found locally, downloading it into %s with torchvision", data_root())
+    target = cache_dir("fashion-mnist")
+    log.warning("zoo: Fashion-MNIST not found locally, downloading it into %s with torchvision", target)
     for train in (True, False):
-        ds = FashionMNIST(str(data_root()), train=train, download=True)
+        ds = FashionMNIST(str(target), train=train, download=True)
         sets.append(ImageSet(ds.data[:, None].contiguous(), ds.targets.long(), list(FASHION_MNIST_LABELS)))
     return sets[0], sets[1]
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from zoo.deps import require
+
 EXTENSIONS = (".nii.gz", ".nii", ".npy")
 TISSUE_LABELS = ["background", "grey_matter", "white_matter"]
 TISSUE_RULE = ("label = argmax(1 - p_gm - p_wm, p_gm, p_wm) of the grey/white-matter probabilities averaged "
@@ -59,7 +61,7 @@ def load_volume(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[float, 
         arr = np.load(path, allow_pickle=False)
         return arr, np.eye(4), (1.0, 1.0, 1.0)
     if ext in (".nii", ".nii.gz"):
-        import nibabel as nib
+        nib = require("nibabel", "medical")
 
         img = nib.load(str(path))
         zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
@@ -68,7 +70,7 @@ def load_volume(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[float, 
 
 
 def save_nifti(path: str | Path, array: np.ndarray, affine: np.ndarray) -> Path:
-    import nibabel as nib
+    nib = require("nibabel", "medical")
 
     path = Path(path)
     nib.save(nib.Nifti1Image(np.asarray(array), np.asarray(affine, dtype=np.float64)), str(path))
@@ -135,9 +137,10 @@ def resolution_factor(resolution_mm: float) -> int:
 
 
 def nilearn_data_dir() -> Path:
+    """The folder of data files in the nilearn wheel (it ships the MNI152 template)."""
     spec = importlib.util.find_spec("nilearn")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the MNI152 template comes from the nilearn wheel: pip install nilearn")
+        require("nilearn", "medical")  # raises MissingExtra naming the install
     return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
 
 

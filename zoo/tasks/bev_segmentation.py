@@ -497,7 +497,18 @@ def draw_scene(scene: dict, i: int, out: dict, path: Path, net) -> Path:
         ax.set_xlabel("y (m, left +)", fontsize=7)
         ax.set_ylabel("x (m, forward +)", fontsize=7)
         ax.tick_params(labelsize=6)
-    fig.tight_layout()
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    names = ((getattr(net, "pretrained_cfg", None) or {}).get("labels") or D.CLASSES)[:k_cls]
+    names = list(names) + [f"class {c + 1}" for c in range(len(names), k_cls)]
+    handles = [Line2D([], [], color="lime", label="true box (cameras)"),
+               Line2D([], [], color="red", label="box fitted to the predicted map")]
+    handles += [Patch(color=cmap(c + 1), label=f"BEV: {name}") for c, name in enumerate(names)]
+    handles += [Patch(color=cmap(0), label="BEV: background"),
+                Patch(facecolor="white", edgecolor="grey", label="ego car")]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path

@@ -30,6 +30,7 @@ from zoo.data import images as I
 from zoo.engine import sequential_batches
 from zoo.recipes import NUM, OPT_STR
 from zoo.recipes import F as Field
+from zoo.samples import sample_dir
 from zoo.tasks.base import Data, Task, TensorBatches, unwrap
 
 DATASETS = ("fashion_mnist", "digits", "folder", "csv")
@@ -354,8 +355,10 @@ class ClassificationTask(Task):
             for n in range(len(probs)):
                 row = [files[n], names[labels[n]] if labels[n] >= 0 else ""]
                 writer.writerow(row + [c for j in range(k) for c in (names[top_i[n, j]], f"{float(top_p[n, j]):.4f}")])
-        paths = [draw_predictions(dataset.tensors[0][:grid], top_i[:grid], top_p[:grid], labels[:grid], names,
-                                  out_dir / "predictions.png"), table]
+        # wrong guesses first (stable: in input order), then the rest
+        order = torch.argsort(((labels >= 0) & (top_i[:, 0] != labels)).int(), descending=True, stable=True)[:grid]
+        paths = [draw_predictions(dataset.tensors[0][order], top_i[order], top_p[order], labels[order], names,
+                                  out_dir / "predictions.png", total=len(probs)), table]
         if labelled:
             paths += self.write_eval_report(net, dataset, out_dir)
         return paths
@@ -368,6 +371,9 @@ class ClassificationTask(Task):
             raise ValueError(f"{cfg.get('tag') or type(model).__name__}: its input_spec {spec} lacks size/mean/std; "
                              "predict needs them to prepare images")
         classes = cfg.get("labels") or [f"class{i}" for i in range(_num_classes(model))]
+        shipped = sample_dir(model)
+        if inputs is None and shipped is not None and (shipped / "samples.csv").is_file():
+            inputs = str(shipped / "samples.csv")  # the test images the weights folder ships
         if inputs is None:
             source = Path(cfg.get("source") or "")
             recipe = source / "recipe.yaml"
@@ -485,28 +491,46 @@ def draw_confusion(matrix: torch.Tensor, classes: list[str], path: Path, title: 
     return path
 
 
+LOW_CONFIDENCE = 0.5  # a top probability below this gets a note under the image
+
+
 def draw_predictions(images: torch.Tensor, top_i: torch.Tensor, top_p: torch.Tensor, labels: torch.Tensor,
-                     classes: list[str], path: Path, cols: int = 8) -> Path:
+                     classes: list[str], path: Path, cols: int = 8, total: int | None = None) -> Path:
     """A grid of uint8 images, each titled with its top-k labels and probabilities (green/red when the
-    true label is known and the top-1 guess is right/wrong)."""
+    true label is known and the top-1 guess is right/wrong; "unsure" when the top probability is below
+    LOW_CONFIDENCE). A single image is drawn alone at a readable size. `total`: how many images were
+    classified in all (the grid may show only the first ones)."""
     plt = _pyplot()
     n = len(images)
+    cols = max(1, min(cols, n))
     rows = max(1, math.ceil(n / cols))
     k = top_i.shape[1]
-    # Each cell: an image about 1.8 inch square under k + 1 title lines of 7 pt (about 0.13 inch each).
-    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, (2.0 + 0.14 * (k + 1)) * rows), squeeze=False)
+    cell = 3.2 if n == 1 else 1.9  # inches: one image alone is drawn bigger, never on a wide empty canvas
+    lines_h = 0.13 * (k + 2)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(cell * cols, 2.6), (cell + lines_h) * rows + 0.4),
+                             squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
+    wrong = 0
     for n_, ax in enumerate(axes.flat[:n]):
         img = images[n_].permute(1, 2, 0).numpy()
         ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray" if img.shape[2] == 1 else None,
-                  vmin=0, vmax=255)
-        lines = [f"{classes[top_i[n_, j]][:14]} {100 * float(top_p[n_, j]):.0f}%" for j in range(k)]
+                  vmin=0, vmax=255, interpolation="nearest")
+        lines = [f"{classes[top_i[n_, j]][:16]} {100 * float(top_p[n_, j]):.0f}%" for j in range(k)]
         colour = "black"
         if labels[n_] >= 0:
-            colour = "green" if top_i[n_, 0] == labels[n_] else "red"
-            lines.append(f"(true: {classes[labels[n_]][:14]})")
-        ax.set_title("\n".join(lines), fontsize=7, color=colour)
+            right = bool(top_i[n_, 0] == labels[n_])
+            wrong += not right
+            colour = "green" if right else "red"
+            lines.append(f"(true: {classes[labels[n_]][:16]})")
+        if float(top_p[n_, 0]) < LOW_CONFIDENCE:
+            lines.append(f"unsure: top-1 below {LOW_CONFIDENCE:.0%}")
+        ax.set_title("\n".join(lines), fontsize=8 if n == 1 else 7, color=colour)
+    known = int((labels >= 0).sum())
+    head = f"{n} of {total} images" if total and total > n else f"{n} image{'s' if n > 1 else ''}"
+    if known:
+        head += f"; {wrong} wrong of {known} labelled" + (" (shown first)" if wrong and n > 1 else "")
+    fig.suptitle(head, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -36,6 +36,7 @@ from zoo.engine import Trainer
 from zoo.engine.state import seed_everything
 from zoo.recipes import OPT_STR
 from zoo.recipes import F as Field
+from zoo.samples import sample_dir
 from zoo.tasks.base import Data, Task
 
 
@@ -183,13 +184,20 @@ class NodeClassificationTask(Task):
 
     # ----------------------------------------------------------------- use
     def _graph_for(self, model, inputs: str | None):
-        """(graph, name) for predict: a custom graph file/folder, else the card's Planetoid data set."""
+        """(graph, name) for predict: a Planetoid name ("Cora", read from ZOO_DATA) or a custom graph file/folder;
+        without input the subgraph the weights folder ships (samples/graph.pt), else a generated graph."""
         spec = (getattr(model, "pretrained_cfg", None) or {}).get("input_spec", {})
-        if inputs:
+        shipped = sample_dir(model)
+        if inputs and str(inputs).lower() in {n.lower() for n in G.PLANETOID} and not Path(inputs).exists():
+            name = G.planetoid_name(str(inputs))
+            graph = G.planetoid(name)
+        elif inputs:
             graph = G.read_graph(inputs, require_labels=False)
             name = str(inputs)
-        elif spec.get("dataset") in G.PLANETOID:
-            graph, name = G.planetoid(spec["dataset"]), spec["dataset"]
+        elif shipped is not None and (shipped / "graph.pt").is_file():
+            graph = G.read_graph(shipped / "graph.pt", require_labels=False)
+            name = (f"{spec.get('dataset', 'graph')}: the subgraph shipped with the weights (its border nodes "
+                    "miss neighbours: accuracy is below the card's full-graph figure)")
         else:
             graph, name = G.synthetic_graph(num_features=model.in_chans, seed=0), "a generated graph"
         if spec.get("normalize_features", True):
@@ -264,25 +272,35 @@ def draw_embedding(hidden: torch.Tensor, pred: torch.Tensor, y: torch.Tensor, pa
     else:
         xy, method = TSNE(2, perplexity=min(30.0, (n - 1) / 3), init="pca", random_state=0).fit_transform(h), "t-SNE"
     pred, y = pred.cpu().numpy(), y.cpu().numpy()
-    k = int(max(pred.max(), y.max())) + 1
+    k = max(int(max(pred.max(), y.max())) + 1, len(labels or []))
     cmap = plt.get_cmap("tab10" if k <= 10 else "tab20")
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5.5))
+    size = 36 if n <= 500 else 5
+    fig, axes = plt.subplots(1, 2, figsize=(13.5, 5.5))
     for ax, colour, what in ((axes[0], y, "known class"), (axes[1], pred, "predicted class")):
         known = colour >= 0
-        ax.scatter(xy[~known, 0], xy[~known, 1], s=4, c="lightgrey", label="unlabelled" if (~known).any() else None)
+        ax.scatter(xy[~known, 0], xy[~known, 1], s=size, c="lightgrey")
         for c in range(k):
             sel = colour == c
-            if sel.any():
-                ax.scatter(xy[sel, 0], xy[sel, 1], s=5, color=cmap(c % cmap.N), label=labels[c] if labels else str(c))
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=size, color=cmap(c % cmap.N))
         ax.set_title(f"{what} ({method} of hidden features)")
         ax.set_xticks([])
         ax.set_yticks([])
+    wrong = (y >= 0) & (pred != y)
+    axes[1].scatter(xy[wrong, 0], xy[wrong, 1], s=size * 2.2, facecolors="none", edgecolors="black", linewidths=0.8)
     if test_mask is not None and test_mask.any() and (y >= 0).any():
         m = test_mask.cpu().numpy() & (y >= 0)
         axes[1].set_title(f"predicted class ({method}); test accuracy {(pred[m] == y[m]).mean():.3f}")
-    axes[1].legend(markerscale=3, fontsize=8, loc="best")
+    from matplotlib.lines import Line2D
+
+    dot = dict(marker="o", linestyle="", markersize=7)
+    handles = [Line2D([], [], color=cmap(c % cmap.N), label=labels[c] if labels else f"class {c}", **dot)
+               for c in range(k)]
+    handles += [Line2D([], [], color="lightgrey", label="unlabelled", **dot)] if (y < 0).any() else []
+    handles += [Line2D([], [], markerfacecolor="none", markeredgecolor="black", color="black",
+                       label="wrong prediction", **dot)] if wrong.any() else []
+    fig.legend(handles=handles, loc="center right", fontsize=9, frameon=False)
     fig.suptitle(f"{title}: {n} nodes")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.82, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return Path(path)

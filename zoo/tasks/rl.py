@@ -302,8 +302,9 @@ class RLTask(Task):
 
     def card_extras(self, data: Data) -> dict:
         out = {"input_spec": data.info["input_spec"], "labels": None}
-        if "return_curve" in data.info:
-            out["return_curve"] = data.info["return_curve"]
+        for key in ("return_curve", "eval_curve"):  # training returns; greedy evaluations during training
+            if key in data.info:
+                out[key] = data.info[key]
         return out
 
     # ----------------------------------------------------------------- training
@@ -476,6 +477,9 @@ class RLTask(Task):
         if algo["keep_best"] and best_state is not None:
             model.load_state_dict(best_state)
         data.info["return_curve"] = _thin(curve, 100)
+        logged = _logged_curves(ctx.run_dir / "metrics.jsonl") if ctx.run_dir else None  # resumed runs too
+        if logged and logged["val"]:
+            data.info["eval_curve"] = _thin(logged["val"], 100)
         return {"train_seconds": pos["elapsed"], "update_seconds": pos["update_seconds"],
                 "env_steps": pos["step"], "updates": pos["updates"],
                 "episodes": pos["episodes"], "best_eval_return": pos["best"], "stopped_early": pos["stopped_early"],
@@ -586,46 +590,70 @@ def _thin(points: list, n: int) -> list:
     return [list(points[i]) for i in idx]
 
 
+def _logged_curves(metrics: Path) -> dict | None:
+    """{"train": [[step, return]], "val": [[step, greedy return]]} from a run's metrics.jsonl."""
+    if not metrics.is_file():
+        return None
+    train, val = [], []
+    for line in metrics.read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("split") == "val":
+            val.append([rec["step"], rec["return_mean"]])
+        elif "return_mean" in rec:
+            train.append([rec["step"], rec["return_mean"]])
+    return {"train": train, "val": val} if train else None
+
+
 def training_curve(model) -> dict | None:
-    """{"train": [[step, return]], "val": [...]} from the run's metrics.jsonl, else the card's copy."""
-    source = getattr(model, "pretrained_cfg", {}).get("source")
-    if not source:
+    """{"train": [[step, return]], "val": [[step, greedy return]], "card": {...}} from the run's metrics.jsonl,
+    else the card's copies; "card" is the card's own greedy evaluation of the published weights."""
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    source = cfg.get("source")
+    if not source or ":" in str(source).split("/")[0]:
         return None
     folder = Path(source)
-    metrics = folder.parent / "metrics.jsonl"  # a run dir: <run>/model is the model's folder
-    if metrics.is_file():
-        train, val = [], []
-        for line in metrics.read_text().splitlines():
-            rec = json.loads(line)
-            if rec.get("split") == "val":
-                val.append([rec["step"], rec["return_mean"]])
-            elif "return_mean" in rec:
-                train.append([rec["step"], rec["return_mean"]])
-        return {"train": train, "val": val} if train else None
+    curve = _logged_curves(folder.parent / "metrics.jsonl")  # a run dir: <run>/model is the model's folder
     cfg_file = folder / "config.json"
-    if cfg_file.is_file():
-        curve = json.loads(cfg_file.read_text()).get("return_curve")
-        return {"train": curve, "val": []} if curve else None
-    return None
+    card = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+    if curve is None and card.get("return_curve"):
+        curve = {"train": card["return_curve"], "val": card.get("eval_curve") or []}
+    if curve is None:
+        return None
+    metrics = card.get("metrics") or {}
+    if "return_mean" in metrics:
+        curve["card"] = {"mean": metrics["return_mean"], "std": metrics.get("return_std", 0.0),
+                         "episodes": int(metrics.get("episodes", 0)), "target": (card.get("expect") or {}).get("value")}
+    return curve
 
 
 def plot_curve(curve: dict, path: Path, title: str) -> Path:
+    """Training returns (epsilon-greedy, what the agent met while learning), the greedy evaluations made during
+    training, and the card's figure: the published weights' greedy return (mean and std over its episodes)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(7, 3.8))
     tr = np.asarray(curve["train"], dtype=float)
-    ax.plot(tr[:, 0], tr[:, 1], lw=1.2, label="training episodes (mean per log interval)")
+    ax.plot(tr[:, 0], tr[:, 1], lw=1.2, color="tab:blue", alpha=0.8,
+            label="training episodes (epsilon-greedy, mean per log interval)")
     if curve.get("val"):
         va = np.asarray(curve["val"], dtype=float)
-        ax.plot(va[:, 0], va[:, 1], "o-", ms=3, lw=1, label="greedy evaluation")
+        ax.plot(va[:, 0], va[:, 1], "o-", ms=3, lw=1, color="tab:orange", label="greedy evaluation during training")
+    card = curve.get("card")
+    if card:
+        x = tr[-1, 0]
+        ax.errorbar([x], [card["mean"]], yerr=[card["std"]], fmt="D", ms=7, color="tab:red", capsize=4, zorder=5,
+                    label=f"card: these weights, greedy, {card['episodes']} episodes: "
+                          f"{card['mean']:.1f} ± {card['std']:.1f}")
+        if card.get("target") is not None:
+            ax.axhline(card["target"], ls="--", lw=0.8, color="grey", label=f"recipe target {card['target']:g}")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("episode return")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

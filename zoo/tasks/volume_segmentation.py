@@ -28,8 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from zoo.data import volumes as V
+from zoo.deps import require
 from zoo.recipes import NUM, OPT_STR
 from zoo.recipes import F as Field
+from zoo.samples import sample_dir
 from zoo.tasks.base import Data, Task, unwrap
 
 AUGMENT_DEFAULTS = {"rotate_degrees": [15.0, 15.0, 15.0], "scale": [0.9, 1.1], "flip_axes": [0, 1, 2],
@@ -274,9 +276,14 @@ class VolumeSegmentation(Task):
         return ["data.source=folder", f"data.root={data_path}"]
 
     def sample_volume(self, model) -> tuple[torch.Tensor, np.ndarray]:
-        """A volume to show the model on: the MNI152 template for tissue models, else a generated one."""
+        """A volume to show the model on: the scan crop its weights folder ships (samples/*.nii.gz), else the
+        MNI152 template for tissue models, else a generated one."""
         net = unwrap(model)
         cfg = getattr(net, "pretrained_cfg", {}) or {}
+        shipped = sorted(sample_dir(net).glob("*.nii.gz")) if sample_dir(net) is not None else []
+        if shipped:
+            arr, affine, _ = V.load_volume(shipped[0])
+            return V.normalise_intensity(V.as_channels_first(arr, shipped[0])), affine
         if cfg.get("labels") == V.TISSUE_LABELS and net.in_chans == 1:
             spacing = (cfg.get("input_spec") or {}).get("spacing_mm") or [2.0] * 3
             vol = V.mni152_tissue(spacing[0])
@@ -358,7 +365,7 @@ def view_names(affine: np.ndarray | None) -> tuple[str, str, str]:
     """
     if affine is None or np.allclose(affine, np.eye(4)):
         return ("axis 0", "axis 1", "axis 2")
-    import nibabel as nib
+    nib = require("nibabel", "medical")
 
     kind = {"L": "sagittal", "R": "sagittal", "A": "coronal", "P": "coronal", "S": "axial", "I": "axial"}
     codes = nib.aff2axcodes(affine)  # None for an axis a degenerate affine does not orient
