@@ -19,7 +19,7 @@ def test_help_lists_commands(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     for cmd in ("list", "info", "download", "verify", "train", "eval", "finetune", "reproduce", "predict",
-                "export", "push", "tour", "recipes", "cat", "cp"):
+                "publish", "push", "tour", "recipes", "cat", "cp"):
         assert cmd in out
 
 

@@ -35,7 +35,8 @@ def card_index(tmp_path, monkeypatch, toy_folder):
     index = tmp_path / "index.json"
     index.write_text(json.dumps({TAG: json.loads((folder / "config.json").read_text())}))
     monkeypatch.setattr(W, "INDEX_PATH", index)
-    monkeypatch.setenv("ZOO_WEIGHTS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setattr(W, "bundled_weights_dir", lambda: tmp_path / "no_bundled_weights")
+    monkeypatch.delenv("ZOO_WEIGHTS_DIR", raising=False)
     return json.loads(index.read_text())[TAG]
 
 
