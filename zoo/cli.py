@@ -177,9 +177,15 @@ def cmd_predict(a) -> int:
     if a.input is not None and not Path(a.input).exists():
         raise FileNotFoundError(f"{a.input}: no such input file or folder")
     out = Path(a.out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    for p in task.predict(model, a.input, out):
-        print(p)
+    try:
+        for p in task.predict(model, a.input, out):
+            print(p)
+    except BaseException:
+        if created and not any(out.iterdir()):  # a failed predict leaves no empty folder behind
+            out.rmdir()
+        raise
     return 0
 
 

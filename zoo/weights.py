@@ -122,7 +122,7 @@ def hub_location(card: dict) -> tuple[str, str | None]:
 
 
 def write_index(cards: dict[str, dict] | None = None) -> Path:
-    """Regenerate zoo/weights_index.json from the bundled weight folders (what `zoo export` calls)."""
+    """Regenerate zoo/weights_index.json from the bundled weight folders (what `zoo publish --into-package` calls)."""
     if cards is None:
         cards = {}
         for cfg in sorted(bundled_dir("weights").glob("*/config.json")):

@@ -113,10 +113,13 @@ def _resumable(run_dir: Path) -> bool:
     return any((run_dir / "checkpoints").glob("*.pt")) or (run_dir / "metrics.jsonl").is_file()
 
 
-def _fail(run_dir: Path, fresh: bool, error: BaseException) -> None:
-    """A fresh run that failed before anything resumable exists leaves nothing; otherwise run.json says so."""
+def _fail(run_dir: Path, fresh: bool, error: BaseException, new_root: Path | None = None) -> None:
+    """A fresh run that failed before anything resumable exists leaves nothing (not even the runs folder it
+    created); otherwise run.json says so."""
     if fresh and not _resumable(run_dir):
         shutil.rmtree(run_dir, ignore_errors=True)
+        if new_root is not None and new_root.is_dir() and not any(new_root.iterdir()):
+            new_root.rmdir()
         return
     run_json = run_dir / "run.json"
     try:
@@ -141,6 +144,7 @@ def train(recipe_name, overrides=(), *, resume: str | Path | None = None, run_di
     recipe, task = resolve_recipe(raw)
     rank, world = _distributed()
     fresh = resume is None
+    new_root = None if run_dir is not None or Path(runs_root).exists() else Path(runs_root)
     if rank == 0:
         if run_dir is None:
             run_dir = new_run_dir(runs_root, name)
@@ -155,7 +159,7 @@ def train(recipe_name, overrides=(), *, resume: str | Path | None = None, run_di
         return _train(run_dir, recipe, task, recipe_name, overrides, device=device, resume=resume)
     except BaseException as e:
         if rank == 0:
-            _fail(run_dir, fresh, e)
+            _fail(run_dir, fresh, e, new_root)
         raise
 
 
