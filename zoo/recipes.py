@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import io
 import operator
 from pathlib import Path
 from typing import Any
@@ -269,8 +270,10 @@ class _StrictLoader(yaml.SafeLoader):
 
 def parse_yaml(text: str, where: str = "<string>") -> Any:
     """YAML text -> data with duplicate keys refused; RecipeError naming `where` for anything invalid."""
+    stream = io.StringIO(text)
+    stream.name = where  # PyYAML names the stream in its error marks
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(stream, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         raise RecipeError(f"{where}: not valid YAML: {e}") from e
 

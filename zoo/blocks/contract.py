@@ -4,7 +4,8 @@
 
 - shape: one entry per dimension; an int demands that size, a str ("B", "H") or None accepts any size.
 - dtype kind: "float", "int", "bool" or "any". A floating input of another float dtype than the model's
-  weights (float64 from NumPy, float16) is cast to the weights' dtype (`like`): the documented cast.
+  weights (float64 from NumPy, float16) is cast to the dtype of `like`'s parameters (torch's default
+  dtype for a model without any, e.g. patchcore's frozen buffers): the documented cast.
   Integer input where floats are expected (uint8 images) is an error: `zoo.transforms` maps raw input.
 - empty: a zero-size batch is an InputError ("nothing to predict"), never a crash deep inside torch.
 - finite: NaN or Inf in a floating input is an InputError, never a verdict that looks valid (a patchcore
@@ -41,7 +42,7 @@ def _weights_dtype(like: Any) -> torch.dtype | None:
     for p in like.parameters():
         if p.is_floating_point():
             return p.dtype
-    return None
+    return torch.get_default_dtype()  # a model without trainable weights (patchcore) computes in the default
 
 
 def check_input(x: Any, name: str, shape: Sequence[int | str | None], *, dtype: str = "float",
