@@ -297,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         args.overrides = list(args.overrides or []) + extra
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if not args.verbose:  # the Hub client's retry chatter: the one error line says what failed
+        os.environ.setdefault("HF_HUB_VERBOSITY", "error")  # read when huggingface_hub configures its logger
+        if "huggingface_hub" in sys.modules:
+            logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     from . import weights
 
     weights.TRUST_UNVERIFIED = args.trust_unverified

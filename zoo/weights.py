@@ -208,8 +208,8 @@ def trusted_sha256(config: dict, where: Path, *, tag: str | None = None, trust_u
 
 def _from_hub(repo_id: str, revision: str | None, filenames=FOLDER_FILES, optional=("README.md", "recipe.yaml"),
               force: bool = False):
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     check_repo_id(repo_id)
     if revision is not None:
@@ -219,12 +219,38 @@ def _from_hub(repo_id: str, revision: str | None, filenames=FOLDER_FILES, option
         check_filename(name)
         try:
             path = Path(hf_hub_download(repo_id, name, revision=revision, force_download=force))
-        except EntryNotFoundError:
-            if name in optional:
+        except Exception as e:
+            # optional files: absent on the server, or not cached while offline; anything else is a failure
+            absent = isinstance(e, EntryNotFoundError) and (not isinstance(e, LocalEntryNotFoundError)
+                                                            or constants.HF_HUB_OFFLINE)
+            if absent and name in optional:
                 continue
-            raise
+            if not _is_transfer_error(e):
+                raise
+            raise WeightsError(f"cannot download {_hub_url(repo_id, revision, name)}: {_root_cause(e)}") from e
         folder = path.parent
     return folder
+
+
+def _is_transfer_error(e: BaseException) -> bool:
+    """The Hub client's network and HTTP errors (OSError subclasses, or httpx's HTTPError)."""
+    return isinstance(e, OSError) or any(c.__name__ == "HTTPError" and c.__module__.startswith("httpx")
+                                         for c in type(e).__mro__)
+
+
+def _hub_url(repo_id: str, revision: str | None, name: str) -> str:
+    from huggingface_hub import constants
+
+    return f"{constants.ENDPOINT}/{repo_id}/resolve/{revision or 'main'}/{name}"
+
+
+def _root_cause(e: BaseException) -> str:
+    """The first line of the innermost error's message (the client wraps a 500 in 'cannot find in cache')."""
+    seen = [e]
+    while (nxt := seen[-1].__cause__ or seen[-1].__context__) is not None and nxt not in seen:
+        seen.append(nxt)
+    msgs = [f"{type(x).__name__}: {str(x).strip().splitlines()[0]}" for x in (seen[-1], e) if str(x).strip()]
+    return msgs[0] if len(msgs) < 2 or msgs[0] == msgs[1] else f"{msgs[1]} ({msgs[0]})"
 
 
 def local_folder(name: str | os.PathLike) -> Path | None:

@@ -9,6 +9,7 @@ the cases per category and their failures, which is the issue's closing note.
 from __future__ import annotations
 
 import collections
+import logging
 import os
 from pathlib import Path
 
@@ -74,10 +75,16 @@ def cli(capsys):
     """Run `zoo ARGS` in-process: (exit code, stdout, stderr). argparse usage errors count as exit 2."""
 
     def run(*args: str) -> tuple[int, str, str]:
+        root = logging.getLogger()
+        handlers = list(root.handlers)
         try:
             code = main([str(a) for a in args])
         except SystemExit as e:  # argparse
             code = e.code
+        finally:  # main's logging.basicConfig handler writes to this test's captured stderr: drop it after
+            for h in root.handlers[:]:
+                if h not in handlers:
+                    root.removeHandler(h)
         out = capsys.readouterr()
         return code, out.out, out.err
 
