@@ -149,8 +149,8 @@ def _source_of(name: str, pretrained) -> tuple[str, dict | None, Path | None, st
     card = None
     if folder is not None or name.startswith("hf-hub:"):
         if folder is None:
-            repo, _, rev = name[len("hf-hub:"):].partition("@")
-            folder = W.resolve(repo_id=repo, revision=rev or None)
+            repo, rev = W.parse_hub_name(name)
+            folder = W.resolve(repo_id=repo, revision=rev)
         card = W.read_config(folder / "config.json")
         if "arch" not in card:
             raise W.WeightsError(f"{folder / 'config.json'}: no 'arch' key, so zoo cannot tell which model it is")

@@ -34,7 +34,7 @@ def check_name(value: Any, what: str = "name", *, slashes: int | None = 0) -> st
     """
     segments = value.split("/") if isinstance(value, str) else []
     ok = bool(segments) and (slashes is None or len(segments) - 1 == slashes)
-    if not ok or not all(_SEGMENT.match(seg) and ".." not in seg for seg in segments):
+    if not ok or not all(_SEGMENT.fullmatch(seg) and ".." not in seg for seg in segments):
         shape = {0: "", 1: " of the form 'org/name'"}.get(slashes, " ('/'-separated segments)")
         raise BadNameError(f"invalid {what} {value!r}: expected letters, digits, '.', '_' or '-'{shape}, "
                            "starting with a letter or digit, without '..' (names are data, never paths)")

@@ -143,6 +143,12 @@ def check_repo_id(repo_id: str) -> str:
                          "with letters, digits, '.', '_' or '-' and no '..'") from e
 
 
+def parse_hub_name(name: str) -> tuple[str, str | None]:
+    """"hf-hub:org/repo[@rev]" -> (repo id, revision or None), both checked against the name grammar."""
+    repo, at, rev = name.removeprefix("hf-hub:").partition("@")
+    return check_repo_id(repo), (check_revision(rev) if at else None)
+
+
 def check_revision(revision: str) -> str:
     """A branch, tag or commit sha; '/' only between segments, as in 'refs/pr/1'."""
     return check_name(revision, "revision", slashes=None)
@@ -506,8 +512,8 @@ def download(names, *, local_dir: str | os.PathLike | None = None, force: bool =
     out: dict[str, Path] = {}
     for name in [names] if isinstance(names, str) else names:
         if name.startswith("hf-hub:"):
-            repo, _, rev = name[len("hf-hub:"):].partition("@")
-            folder = _from_hub(repo, rev or None, force=force)
+            repo, rev = parse_hub_name(name)
+            folder = _from_hub(repo, rev, force=force)
             expected = trusted_sha256(read_config(folder / "config.json"), folder,
                                       trust_unverified=trust_unverified)
             tag, dest_name = None, check_repo_id(repo).replace("/", "--")

@@ -86,7 +86,7 @@ def build_model(recipe: dict, task, data):
 
 def new_run_dir(runs_root: str | Path, name: str) -> Path:
     """Create `runs_root/<name>-<time>[-k]` exclusively: two runs never share a directory."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip("._-") or "run"  # a file stem made a run name
+    name = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "_", name)).lstrip("._-")[:80] or "run"  # a stem
     check_name(name, "run name")
     root = Path(runs_root)
     root.mkdir(parents=True, exist_ok=True)
@@ -299,7 +299,7 @@ def publish(run_dir: str | Path, tag: str | None = None, *, to: str | Path | Non
     result = read_json_object(run_dir / "result.json")
     run = read_json_object(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
     weights_cfg = recipe.get("weights") if isinstance(recipe.get("weights"), dict) else {}
-    tag = W.check_tag(tag or config.get("tag") or weights_cfg.get("tag") or "")
+    tag = W.check_tag(tag if tag is not None else config.get("tag") or weights_cfg.get("tag") or "")
     if not into_package and tag in W.packaged_index():
         raise ValueError(f"tag {tag!r} is published by zoo and always checked against zoo's own hash, so this "
                          f"run's weights would never load under it; pick another tag, e.g. --tag {tag}_mine")
