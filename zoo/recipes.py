@@ -45,6 +45,18 @@ def F(types, default=REQUIRED, doc: str = "", *, check=None, **bounds):
 PROB = {"ge": 0.0, "le": 1.0}  # F(NUM, 0.5, **PROB): a probability or fraction in [0, 1]
 
 
+def fields_from_defaults(defaults: dict) -> dict:
+    """Schema fields for a task's augmentation defaults: the type follows the default; a number named as a
+    probability (`p`, `*_p`, `p_*`) lies in [0, 1], any other number (degrees, std, strength) is >= 0."""
+    def field(key, value):
+        if isinstance(value, (bool, list)):
+            return F(type(value), value)
+        prob = key == "p" or key.endswith("_p") or key.startswith("p_")
+        return F(NUM, value, **(PROB if prob else {"ge": 0}))
+
+    return {k: field(k, v) for k, v in defaults.items()}
+
+
 def _check_value(value, rule, kpath: str) -> None:
     check, bounds = rule
     if isinstance(value, (int, float)) and not isinstance(value, bool):

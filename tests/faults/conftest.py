@@ -104,5 +104,4 @@ def assert_user_error(result, *needles: str) -> str:
     assert "error:" in lines[0], lines[0]
     for needle in needles:
         assert needle in lines[0], f"{needle!r} not named in: {lines[0]}"
-    print(f"\nERRLINE {lines[0]}")
     return lines[0]

@@ -23,7 +23,8 @@ TOY = str(ROOT / "tests" / "example_family" / "recipes" / "toy.yaml")
 
 def _folder(root: Path, name: str, tag: str) -> Path:
     torch.manual_seed(0)
-    return W.save_pretrained(zoo.create("toy_mlp"), root / name, config={"tag": tag, "task": "tests.example_family.toy"})
+    config = {"tag": tag, "task": "tests.example_family.toy"}
+    return W.save_pretrained(zoo.create("toy_mlp"), root / name, config=config)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,6 @@ from typing import Any
 
 import torch
 
-
 _COMPRESSED = (torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr, torch.sparse_bsc)
 
 
