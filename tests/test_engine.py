@@ -162,8 +162,9 @@ def test_the_final_weights_are_always_validated(tmp_path):
     assert _val_steps(run_dir) == list(range(every, total, every)) + [total]
     run_dir, _ = train(TOY, ["train.epochs=2", "train.eval_every=0"], runs_root=tmp_path / "b")
     assert _val_steps(run_dir) == [total]
-    with pytest.raises(ValueError, match=r"train.eval_every=-1 must be >= 0"):
+    with pytest.raises(ValueError, match=r"train.eval_every: must be >= 0, got -1"):  # the recipe schema
         train(TOY, ["train.epochs=1", "train.eval_every=-1"], runs_root=tmp_path / "c")
+    assert not (tmp_path / "c").exists(), "a recipe error must not leave a runs folder"
 
 
 def test_recipe_errors_before_training(tmp_path):

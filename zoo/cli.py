@@ -136,8 +136,6 @@ def cmd_finetune(a) -> int:
     from .registry import get_spec
     from .tasks import get_task
 
-    if not Path(a.data).exists():
-        raise FileNotFoundError(f"--data {a.data}: no such file or folder")
     spec = get_spec(a.name.split(".")[0])
     task = get_task(spec.task)
     overrides = task.finetune_overrides(a.data) + list(a.overrides)
