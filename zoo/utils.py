@@ -154,6 +154,17 @@ def atomic_path(path: str | os.PathLike):
             os.unlink(tmp)
 
 
+def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Remove the `.<name>.*.tmp` files that `atomic_path` writes which a kill interrupted (on the next start)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in (folder.rglob if recursive else folder.glob)(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")

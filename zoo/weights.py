@@ -28,7 +28,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .utils import atomic_path, bundled_dir, check_name, safe_join, sha256_file, write_json
+from .utils import atomic_path, bundled_dir, check_name, remove_stale_temporaries, safe_join, sha256_file, write_json
 
 log = logging.getLogger("zoo")
 
@@ -492,6 +492,7 @@ def push_to_hub(model_or_folder, repo_id: str, *, revision: str | None = None, t
 def _copy_folder(folder: Path, dest: Path) -> None:
     """Copy a weights folder's files (names checked) into `dest`, each file atomically."""
     dest.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(dest, recursive=False)
     for f in sorted(folder.iterdir()):
         if f.is_file():
             with atomic_path(safe_join(dest, f.name, what="file name")) as tmp:

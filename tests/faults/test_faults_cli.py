@@ -177,6 +177,12 @@ def test_trust_unverified_loads_with_a_warning(ws, cli, caplog):
         zoo.create(str(ws / "nohash"), pretrained=True)
 
 
+def test_trust_unverified_on_the_cli_passes_the_hash_gate_but_verify_still_fails(ws, cli):
+    assert_user_error(cli("--trust-unverified", "eval", str(ws / "nohash")), "no recipe.yaml")
+    code, out, _ = cli("--trust-unverified", "verify", str(ws / "nohash"))
+    assert code == 1 and "UNVERIFIED" in out
+
+
 def test_verbose_shows_the_traceback(ws, cli):
     with pytest.raises(KeyError):
         cli("-v", "info", "no_such_model")

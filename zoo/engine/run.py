@@ -28,7 +28,7 @@ from .. import recipes as R
 from .. import weights as W
 from ..registry import create, get_spec
 from ..tasks import get_task
-from ..utils import atomic_path, check_name, read_json_object, safe_join, write_json
+from ..utils import atomic_path, check_name, read_json_object, remove_stale_temporaries, safe_join, write_json
 from .state import pick_device, seed_everything
 from .trainer import Context, Trainer, cpu_isa
 
@@ -101,14 +101,6 @@ def new_run_dir(runs_root: str | Path, name: str) -> Path:
     raise FileExistsError(f"{root}: no free run directory name for {name}-{stamp}")
 
 
-def clean_stale_temporaries(run_dir: Path) -> list[Path]:
-    """Remove the `.<name>.*.tmp` files of writes a kill interrupted (atomic_path's temporaries)."""
-    stale = [p for p in run_dir.rglob(".*.tmp") if p.is_file()]
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return stale
-
-
 def _resumable(run_dir: Path) -> bool:
     return any((run_dir / "checkpoints").glob("*.pt")) or (run_dir / "metrics.jsonl").is_file()
 
@@ -167,7 +159,7 @@ def _train(run_dir: Path, recipe: dict, task, recipe_name, overrides, *, device,
     ctx = make_context(recipe, task, run_dir=run_dir, device=device, resume=resume is not None)
     if ctx.is_main:
         if resume is not None:
-            clean_stale_temporaries(run_dir)
+            remove_stale_temporaries(run_dir)
         (run_dir / "recipe.yaml").write_text(R.dump(recipe))
         if resume is None:
             cmd = "zoo train " + " ".join([str(recipe_name), *overrides])
@@ -314,6 +306,7 @@ def publish(run_dir: str | Path, tag: str | None = None, *, to: str | Path | Non
                           "wall_seconds": result.get("wall_seconds"), "recipe": run.get("recipe")}
     dest = safe_join(W.bundled_weights_dir() if into_package else Path(to), tag, what="tag")
     dest.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(dest, recursive=False)
     with atomic_path(dest / W.WEIGHTS_FILE) as tmp:
         shutil.copyfile(src / W.WEIGHTS_FILE, tmp)
     write_json(dest / "config.json", config)
