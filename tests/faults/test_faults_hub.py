@@ -47,10 +47,24 @@ def test_500_is_one_line_and_leaves_nothing(hub, cli, tmp_path, method):
     assert _cached_weights(tmp_path) == []
 
 
-def test_dropped_connection_is_one_line(hub, cli, tmp_path):
+def test_server_gone_is_one_line(hub, cli, tmp_path):
     hub.stop()  # the server goes away: connection refused
     assert_user_error(cli("download", TAG), "127.0.0.1", "config.json", "Connection")
     assert _cached_weights(tmp_path) == []
+
+
+@pytest.mark.parametrize("method", ["HEAD", "GET"])
+def test_connection_dropped_before_any_answer_is_one_line_and_no_file(hub, cli, tmp_path, method):
+    hub.set_fault("drop", path_glob="*/model.safetensors", times=100, method=method)
+    assert_user_error(cli("download", TAG), "model.safetensors")
+    assert _cached_weights(tmp_path) == []
+    hub.clear_faults()
+    hub.set_fault("drop", path_glob="*/model.safetensors", times=1, method=method)
+    first = cli("download", TAG)  # one drop: the client retries a GET; a HEAD fails once, in one line
+    if first[0] != 0:
+        assert_user_error(first, "Server disconnected")
+    code, _, err = cli("download", TAG)  # and the next try succeeds, verified against the card
+    assert code == 0, err
 
 
 def test_truncated_body_every_time_is_one_line_and_no_file(hub, cli, tmp_path):
