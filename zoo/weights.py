@@ -93,13 +93,14 @@ def packaged_index() -> dict[str, dict]:
 
 def load_index() -> dict[str, dict]:
     """Every card zoo knows: the packaged index, plus cards of other tags found in local weights dirs."""
-    cards = packaged_index()
+    packaged = packaged_index()
+    cards = dict(packaged)
     for root in reversed(weights_dirs()):  # earlier dirs win
         if root.is_dir():
             for cfg in sorted(root.glob("*/config.json")):
                 card = read_config(cfg)
                 tag = card.get("tag")
-                if tag and tag not in packaged_index() and tag == cfg.parent.name:
+                if tag and tag not in packaged and tag == cfg.parent.name:
                     cards[tag] = card
     return cards
 
@@ -122,7 +123,7 @@ def hub_location(card: dict) -> tuple[str, str | None]:
 
 
 def write_index(cards: dict[str, dict] | None = None) -> Path:
-    """Regenerate zoo/weights_index.json from the bundled weight folders (what `zoo publish --into-package` calls)."""
+    """Regenerate zoo/weights_index.json from the bundled weight folders (`zoo publish --into-package`)."""
     if cards is None:
         cards = {}
         for cfg in sorted(bundled_dir("weights").glob("*/config.json")):
@@ -177,7 +178,8 @@ def _check_safetensors(path: Path) -> None:
 
 def _repair_hint(path: Path, tag: str | None) -> str:
     if "snapshots" in path.parts and tag:  # a Hub cache entry: the cache itself must be refreshed
-        return f"`zoo download {tag} --force` fetches it again and repairs the cache"
+        return (f"if the cache is corrupt, `zoo download {tag} --force` fetches it again; if the Hub itself serves "
+                "these bytes, they are not the published weights")
     return f"restore the published file (e.g. `zoo download {tag} --to DIR`)" if tag else "restore the file"
 
 
