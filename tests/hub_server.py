@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 # Served like the Hub serves LFS files: ETag = sha256 of the content, plus X-Linked-Etag / X-Linked-Size.
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".npz", ".h5", ".msgpack", ".gguf")
-FAULT_KINDS = ("500", "truncate", "wrong_etag")
+FAULT_KINDS = ("500", "truncate", "wrong_etag", "drop")
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -136,7 +136,8 @@ class HubServer:
         """Make the next ``times`` requests whose decoded URL path matches ``path_glob`` (fnmatch, e.g.
         "*/model.safetensors") and method matches ``method`` (None = any) fail. Kinds: "500" (any endpoint);
         "truncate" (GET /resolve: full headers and Content-Length, half the body, then close); "wrong_etag"
-        (HEAD/GET /resolve: ETag / X-Linked-Etag hash other bytes). Faults fire in the order they were set,
+        (HEAD/GET /resolve: ETag / X-Linked-Etag hash other bytes); "drop" (any endpoint: the connection
+        is closed before any response byte, a dropped connection). Faults fire in the order they were set,
         at most one per request."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}, expected one of {FAULT_KINDS}")
@@ -244,8 +245,12 @@ class _Handler(BaseHTTPRequestHandler):
                 raise HubError(400, f"Invalid path {raw_path!r}")
             seg = [unquote(s) for s in raw_path[1:].split("/")]
             resolve = len(seg) >= 5 and seg[2] == "resolve" and method in ("GET", "HEAD")
-            kinds = ("500",) if not resolve else FAULT_KINDS if method == "GET" else ("500", "wrong_etag")
+            kinds = ("500", "drop") if not resolve else FAULT_KINDS if method == "GET" else ("500", "wrong_etag",
+                                                                                            "drop")
             fault = hub._take_fault(method, unquote(raw_path), kinds)
+            if fault == "drop":  # no status line, no headers: httpx2 reports "Server disconnected"
+                self.close_connection = True
+                return
             if fault == "500":
                 raise HubError(500, "Internal Error (injected fault)")
             if resolve:  # /{org}/{name}/resolve/{revision}/{path...}

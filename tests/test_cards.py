@@ -114,10 +114,10 @@ def test_finetune_card_is_truthful_and_its_usage_line_loads(tmp_path, capsys, mo
         r.metric_value for r in results]
     _no_none(readme)
     assert _loads_as_written(readme, tmp_path).pretrained_cfg["model_args"]["num_classes"] == 2
-    # published from the run (engine.export): the card still names what it is and still loads as written
-    from zoo.engine.run import export
+    # published from the run (engine.publish): the card still names what it is and still loads as written
+    from zoo.engine.run import publish
 
-    dest = export(run, "cnn.my_colours", weights_root=tmp_path / "published")
+    dest = publish(run, "cnn.my_colours", to=tmp_path / "published")
     published = (dest / "README.md").read_text()
     _no_none(published)
     assert "Card check" not in published  # a fine-tune recipe has no expect: no check line at all

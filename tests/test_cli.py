@@ -19,7 +19,7 @@ def test_help_lists_commands(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     for cmd in ("list", "info", "download", "verify", "train", "eval", "finetune", "reproduce", "predict",
-                "export", "push", "tour", "recipes", "cat", "cp"):
+                "publish", "push", "tour", "recipes", "cat", "cp"):
         assert cmd in out
 
 
@@ -78,4 +78,18 @@ def test_overrides_may_follow_options(tmp_path, capsys):
     capsys.readouterr()
     # A run dir is verified against its own config.json, whatever tag it carries.
     assert main(["eval", str(run_dir), "--json", "train.log_every=5"]) == 0
+    assert "accuracy" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_publish_to_a_folder_then_load_it_by_tag(tmp_path, capsys, monkeypatch):
+    assert main(["train", TOY, "train.epochs=1", "--runs", str(tmp_path / "runs")]) == 0
+    run_dir = next((tmp_path / "runs").iterdir())
+    capsys.readouterr()
+    assert main(["publish", str(run_dir), "--tag", "toy_mlp.mine", "--to", str(tmp_path / "w")]) == 0
+    folder = tmp_path / "w" / "toy_mlp.mine"
+    assert capsys.readouterr().out.strip() == str(folder)
+    assert json.loads((folder / "config.json").read_text())["tag"] == "toy_mlp.mine"
+    monkeypatch.setenv("ZOO_WEIGHTS_DIR", str(tmp_path / "w"))
+    assert main(["verify"]) == 0 and "toy_mlp.mine" in capsys.readouterr().out
+    assert main(["eval", "toy_mlp.mine", "--json"]) == 0
     assert "accuracy" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -1,4 +1,4 @@
-"""The engine on the example family: train, kill and resume exactly, DDP, export, reproduce."""
+"""The engine on the example family: train, kill and resume exactly, DDP, publish, reproduce."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 import zoo
-from zoo.engine import export, reproduce, train
+from zoo.engine import publish, reproduce, train
 from zoo.engine.state import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,10 +95,10 @@ def test_torchrun_two_processes_matches_single(tmp_path, run_env):
     assert diff < 1e-5, f"DDP weights differ from single-process by {diff}"
 
 
-def test_export_create_and_reproduce(tmp_path, monkeypatch):
+def test_publish_create_and_reproduce(tmp_path, monkeypatch):
     run_dir, result = train(TOY, [], runs_root=tmp_path / "runs")
     weights_root = tmp_path / "weights"
-    folder = export(run_dir, weights_root=weights_root)
+    folder = publish(run_dir, to=weights_root)
     assert folder.name == "toy_mlp.blobs"
     for name in ("config.json", "model.safetensors", "README.md", "recipe.yaml"):
         assert (folder / name).is_file()
@@ -162,8 +162,9 @@ def test_the_final_weights_are_always_validated(tmp_path):
     assert _val_steps(run_dir) == list(range(every, total, every)) + [total]
     run_dir, _ = train(TOY, ["train.epochs=2", "train.eval_every=0"], runs_root=tmp_path / "b")
     assert _val_steps(run_dir) == [total]
-    with pytest.raises(ValueError, match=r"train.eval_every=-1 must be >= 0"):
+    with pytest.raises(ValueError, match=r"train.eval_every: must be >= 0, got -1"):  # the recipe schema
         train(TOY, ["train.epochs=1", "train.eval_every=-1"], runs_root=tmp_path / "c")
+    assert not (tmp_path / "c").exists(), "a recipe error must not leave a runs folder"
 
 
 def test_recipe_errors_before_training(tmp_path):

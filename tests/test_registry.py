@@ -93,7 +93,8 @@ def test_index_matches_bundled_folders():
     """zoo/weights_index.json (what an installed wheel knows) equals the bundled folders' configs."""
     index = json.loads(W.INDEX_PATH.read_text())
     folders = {p.parent.name: json.loads(p.read_text()) for p in W.bundled_dir("weights").glob("*/config.json")}
-    assert index == folders, "run `zoo export` (or weights.write_index()) after changing a weights folder"
+    assert index == folders, ("run `zoo publish RUN --into-package` (or weights.write_index()) "
+                              "after changing a weights folder")
 
 
 @pytest.mark.parametrize("tag", CARDS)

@@ -35,7 +35,8 @@ def card_index(tmp_path, monkeypatch, toy_folder):
     index = tmp_path / "index.json"
     index.write_text(json.dumps({TAG: json.loads((folder / "config.json").read_text())}))
     monkeypatch.setattr(W, "INDEX_PATH", index)
-    monkeypatch.setenv("ZOO_WEIGHTS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setattr(W, "bundled_weights_dir", lambda: tmp_path / "no_bundled_weights")
+    monkeypatch.delenv("ZOO_WEIGHTS_DIR", raising=False)
     return json.loads(index.read_text())[TAG]
 
 
@@ -176,3 +177,55 @@ def test_push_to_hub_and_download_for_air_gap(tmp_path, monkeypatch, toy_folder,
 def test_unknown_tag_suggests(card_index):
     with pytest.raises(KeyError, match="did you mean toy_mlp.blobs"):
         zoo.create("toy_mlp.blobz", pretrained=True)
+
+
+def test_download_bundled_tag_offline_to_a_dir_then_load_only_from_it(tmp_path, monkeypatch, capsys):
+    """Issue 26 item 4: `zoo download TAG --to DIR`, then ZOO_WEIGHTS_DIR=DIR loads from DIR (the tag's folder),
+    a bundled tag needs no network, and a tag DIR lacks is an error rather than another copy."""
+    from zoo.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["download", "cnn", "--to", str(tmp_path / "airgap")]) == 0
+    folder = tmp_path / "airgap" / "cnn.fashion_mnist"
+    assert str(folder) in capsys.readouterr().out
+    assert (folder / "model.safetensors").read_bytes() == (W.bundled_weights_dir() / folder.name /
+                                                           "model.safetensors").read_bytes()
+    monkeypatch.setenv("ZOO_WEIGHTS_DIR", str(tmp_path / "airgap"))
+    assert zoo.create("cnn", pretrained=True).pretrained_cfg["source"] == str(folder)
+    with pytest.raises(W.WeightsError, match=r"ZOO_WEIGHTS_DIR=.*airgap has no folder gcn.cora/"):
+        zoo.create("gcn.cora", pretrained=True)
+    assert main(["eval", "gcn.cora"]) == 2
+    assert "zoo download gcn.cora --to DIR" in capsys.readouterr().err
+
+
+def test_a_known_tag_is_checked_against_the_packaged_index_not_its_folder(tmp_path, monkeypatch):
+    src = W.bundled_weights_dir() / "cnn.fashion_mnist"
+    dest = tmp_path / "cnn.fashion_mnist"
+    dest.mkdir()
+    for f in src.iterdir():
+        if f.is_file():
+            (dest / f.name).write_bytes(f.read_bytes())
+    model = zoo.create("cnn")  # other weights under the published tag, with a card that vouches for them
+    W.save_pretrained(model, dest, config={"tag": "cnn.fashion_mnist"})
+    monkeypatch.setenv("ZOO_WEIGHTS_DIR", str(tmp_path))
+    assert W.get_card("cnn.fashion_mnist") == W.packaged_index()["cnn.fashion_mnist"]
+    with pytest.raises(W.WeightsError, match="sha256 mismatch"):
+        zoo.create("cnn.fashion_mnist", pretrained=True)
+
+
+def test_run_dirs_and_folders_are_names_in_create_as_on_the_cli(tmp_path, toy_folder, monkeypatch):
+    """Issue 26 item 5: a run directory or a folder path works in zoo.create wherever it works on the CLI."""
+    model, folder = toy_folder
+    run = tmp_path / "runs" / "toy-run"
+    (run / "model").mkdir(parents=True)
+    for f in folder.iterdir():
+        (run / "model" / f.name).write_bytes(f.read_bytes())
+    x = torch.randn(3, 2)
+    monkeypatch.chdir(tmp_path)
+    for name in (str(run), "runs/toy-run", "./runs/toy-run", str(folder), f"local-dir:{run / 'model'}"):
+        loaded = zoo.create(name, pretrained=True)
+        assert torch.equal(loaded(x), model(x)), name
+    with pytest.raises(FileNotFoundError, match="runs/nope: no such folder"):
+        zoo.create("runs/nope", pretrained=True)
+    with pytest.raises(FileNotFoundError, match="elsewhere/nope: no such weights folder or run directory"):
+        zoo.create("elsewhere/nope", pretrained=True)

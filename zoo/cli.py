@@ -2,17 +2,21 @@
 
   zoo list [FILTER] [--pretrained] [--task T]     models or published tags, as a table
   zoo info NAME [--json]                          a readable summary of a model's spec or a tag's card
-  zoo download NAMES... [--to DIR]                fill the Hub cache for offline use
-  zoo verify                                      re-check every card's sha256 (exit 1 on mismatch)
+  zoo download NAMES... [--to DIR] [--force]      fetch weights for offline use (--force repairs the cache)
+  zoo verify [NAMES_OR_FOLDERS...]                re-check sha256s (exit 1 on anything unverifiable)
   zoo recipes | cat RECIPE | cp RECIPE DEST       browse and copy recipes
   zoo train RECIPE [key=value ...] [--resume RUN]  train (also under torchrun)
   zoo eval NAME_OR_RUN [--data PATH] [--json]     metrics on the card's evaluation data
   zoo finetune NAME --data PATH [key=value ...]   the family's fine-tune recipe on your data
   zoo reproduce TAG                               re-run a card's recipe and compare (exit 1 outside tolerance)
   zoo predict NAME [INPUT] --out DIR              run the model and draw its output (no INPUT: shipped samples)
+  zoo publish RUN_DIR --to DIR [--tag TAG]        write DIR/<TAG>/, a hub-ready weights folder, from a run
   zoo export NAME --format onnx|pt2|torchscript --out DIR   export, checked against PyTorch, with a card
   zoo push FOLDER REPO_ID                         upload a weights folder to the Hugging Face Hub
   zoo tour                                        every family's default model on a sample, a table and a gallery
+
+User and environment errors (bad files, keys, names, numbers, network, Hub, permissions) exit 2 with one
+line naming the file, key or URL; -v shows the traceback. Internal bugs show a traceback and exit 1.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -122,17 +127,17 @@ def cmd_info(a) -> int:
 def cmd_download(a) -> int:
     from .weights import download
 
-    for name, folder in download(a.names, local_dir=a.to).items():
+    for name, folder in download(a.names, local_dir=a.to, force=a.force, trust_unverified=a.trust_unverified).items():
         print(f"{name}: {folder}")
     return 0
 
 
 def cmd_verify(a) -> int:
-    from .weights import verify_all
+    from .weights import VERIFY_FAILURES, verify_all
 
-    rows = verify_all()
+    rows = verify_all(a.names)
     print(_table([list(r) for r in rows], ["tag", "status", "detail"]))
-    return 1 if any(r[1] == "MISMATCH" for r in rows) else 0
+    return 1 if any(r[1] in VERIFY_FAILURES for r in rows) else 0
 
 
 def cmd_recipes(a) -> int:
@@ -158,6 +163,8 @@ def cmd_cp(a) -> int:
     dest = Path(a.dest)
     if dest.is_dir():
         dest = dest / src.name
+    if dest.exists() and dest.resolve() == src.resolve():
+        raise ValueError(f"{dest}: is the recipe itself; copy it somewhere else")
     shutil.copyfile(src, dest)
     print(dest)
     return 0
@@ -225,10 +232,25 @@ def cmd_predict(a) -> int:
 
     model, _ = load_for_eval(a.name)
     task = get_task(model.pretrained_cfg["task"])
+    if a.input is not None and not Path(a.input).exists():
+        raise FileNotFoundError(f"{a.input}: no such input file or folder")
     out = Path(a.out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    for p in task.predict(model, a.input, out):
-        print(p)
+    try:
+        for p in task.predict(model, a.input, out):
+            print(p)
+    except BaseException:
+        if created and not any(out.iterdir()):  # a failed predict leaves no empty folder behind
+            out.rmdir()
+        raise
+    return 0
+
+
+def cmd_publish(a) -> int:
+    from .engine import publish
+
+    print(publish(a.run_dir, a.tag, to=a.to, into_package=a.into_package))
     return 0
 
 
@@ -249,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="zoo", description=__doc__.split("\n\n", 1)[0],
                                 epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more; show the traceback of an error")
+    p.add_argument("--trust-unverified", action="store_true",
+                   help="load weights whose card has no sha256 (with a warning) instead of refusing them")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     def add(name, fn, help_):
@@ -266,8 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="print the whole card as JSON")
     sp = add("download", cmd_download, "download weights into the Hugging Face cache (for offline use)")
     sp.add_argument("names", nargs="+", help="tags, family names or hf-hub:org/repo[@rev]")
-    sp.add_argument("--to", help="also copy each folder into this directory")
-    add("verify", cmd_verify, "re-check the sha256 of every local weights folder against its card")
+    sp.add_argument("--to", help="also copy each into DIR/<tag>/ (then ZOO_WEIGHTS_DIR=DIR loads from there)")
+    sp.add_argument("--force", action="store_true", help="download again even if cached (repairs a corrupt cache)")
+    sp = add("verify", cmd_verify, "re-check the sha256 of local weights against their trusted hash")
+    sp.add_argument("names", nargs="*", help="tags or weights folders (default: everything on this machine)")
     add("recipes", cmd_recipes, "list the bundled recipes")
     sp = add("cat", cmd_cat, "print a recipe with defaults filled in and overrides applied")
     sp.add_argument("recipe")
@@ -305,6 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("name", help="tag, weights folder or run dir")
     sp.add_argument("input", nargs="?", help="input file or folder (default: a generated sample)")
     sp.add_argument("--out", required=True, help="output directory")
+    sp = add("publish", cmd_publish, "write a hub-ready weights folder DIR/<tag>/ from a finished run")
+    sp.add_argument("run_dir")
+    sp.add_argument("--tag", help="arch.name (default: the run's tag)")
+    dest = sp.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--to", metavar="DIR", help="the folder that receives <tag>/")
+    dest.add_argument("--into-package", action="store_true",
+                      help="maintainers: write into the package's weights/ and refresh the card index")
     from .deploy.cli import add_commands
 
     add_commands(add)  # export, quantize, prune, profile
@@ -329,14 +362,61 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         args.overrides = list(args.overrides or []) + extra
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if not args.verbose:  # the Hub client's retry chatter: the one error line says what failed
+        os.environ.setdefault("HF_HUB_VERBOSITY", "error")  # read when huggingface_hub configures its logger
+        if "huggingface_hub" in sys.modules:
+            logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+    from . import weights
+
+    weights.TRUST_UNVERIFIED = args.trust_unverified
     try:
-        return args.fn(args) or 0
-    except (KeyError, ValueError, FileNotFoundError, RuntimeError) as e:
+        code = args.fn(args) or 0
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:  # `zoo info x | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except user_errors() as e:
         if args.verbose:
             raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"zoo {args.cmd}: error: {msg}", file=sys.stderr)
+        print(f"zoo {args.cmd}: error: {one_line(e)}", file=sys.stderr)
         return 2
+    finally:
+        weights.TRUST_UNVERIFIED = False
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that come from the user's input or environment (exit 2, one line) rather than from a bug.
+
+    zoo's own errors (recipe, weights, names, model inputs) are ValueError/KeyError/WeightsError; files and
+    permissions are OSError; the Hub's errors are OSError (HfHubHTTPError) or httpx's HTTPError (a dropped
+    connection). A RuntimeError or TypeError from torch is not listed: it is a bug, and it shows a traceback.
+    """
+    from .engine.state import CheckpointError
+    from .weights import WeightsError
+
+    errors: list[type[BaseException]] = [KeyError, ValueError, OSError, WeightsError, CheckpointError]
+    try:
+        import yaml
+
+        errors.append(yaml.YAMLError)
+    except ImportError:  # pragma: no cover - a core dependency
+        pass
+    for module in ("httpx2", "httpx"):  # huggingface_hub's transport (its name depends on the version)
+        try:
+            errors.append(__import__(module).HTTPError)
+        except ImportError:
+            pass
+    return tuple(errors)
+
+
+def one_line(e: BaseException) -> str:
+    """The error's message on one line (KeyError's repr quotes stripped), with its type when it is bare."""
+    msg = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 else str(e)
+    msg = " ".join(str(msg).split())
+    if isinstance(e, OSError) and e.filename is not None and str(e.filename) not in msg:
+        msg = f"{e.filename}: {msg}"
+    return msg or type(e).__name__
 
 
 if __name__ == "__main__":

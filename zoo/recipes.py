@@ -3,20 +3,24 @@
 A recipe has the sections task, model, data, augment, optim, schedule, train, expect, weights.
 The engine owns the schema of optim/schedule/train/expect/weights; a task owns data/augment
 (its `DATA_SCHEMA` / `AUGMENT_SCHEMA`). Errors name the key path, the expected type and, for
-unknown keys, the closest known one. Overrides use `key.sub=value` (value parsed as YAML) and
-`~key.sub` to delete a key.
+unknown keys, the closest known one. Numbers have ranges (`F(int, 32, ge=1)`) and names a grammar
+(`F(str, check=...)`), checked where the keys are, with the key path in the error. A key written twice
+in one mapping is an error (PyYAML would silently keep the last). Overrides use `key.sub=value` (value
+parsed as YAML) and `~key.sub` to delete a key.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+import io
+import operator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .utils import bundled_dir
+from .utils import bundled_dir, check_name
 
 REQUIRED = object()
 ANY = object()
@@ -26,9 +30,55 @@ class RecipeError(ValueError):
     pass
 
 
-def F(types, default=REQUIRED, doc: str = ""):
-    """A schema field: allowed type(s) (or a nested schema dict), default (REQUIRED if none)."""
-    return (types, default, doc)
+_BOUNDS = {"ge": (operator.ge, ">="), "gt": (operator.gt, ">"), "le": (operator.le, "<="), "lt": (operator.lt, "<")}
+
+
+def F(types, default=REQUIRED, doc: str = "", *, check=None, **bounds):
+    """A schema field: allowed type(s) (or a nested schema dict), default (REQUIRED if none), and optional
+    bounds on numbers (ge=, gt=, le=, lt=) and a `check(value)` that raises ValueError for a bad value."""
+    unknown = set(bounds) - set(_BOUNDS)
+    if unknown:
+        raise TypeError(f"F: unknown bound(s) {sorted(unknown)}; use {', '.join(_BOUNDS)}")
+    return (types, default, doc, (check, bounds))
+
+
+PROB = {"ge": 0.0, "le": 1.0}  # F(NUM, 0.5, **PROB): a probability or fraction in [0, 1]
+
+
+def fields_from_defaults(defaults: dict) -> dict:
+    """Schema fields for a task's augmentation defaults: the type follows the default; a number named as a
+    probability (`p`, `*_p`, `p_*`) lies in [0, 1], any other number (degrees, std, strength) is >= 0."""
+    def field(key, value):
+        if isinstance(value, (bool, list)):
+            return F(type(value), value)
+        prob = key == "p" or key.endswith("_p") or key.startswith("p_")
+        return F(NUM, value, **(PROB if prob else {"ge": 0}))
+
+    return {k: field(k, v) for k, v in defaults.items()}
+
+
+def _check_value(value, rule, kpath: str) -> None:
+    check, bounds = rule
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        for name, bound in bounds.items():
+            op, sign = _BOUNDS[name]
+            if not op(value, bound):
+                raise RecipeError(f"{kpath}: must be {sign} {bound}, got {value!r}")
+    if check is not None and value is not None:
+        try:
+            check(value)
+        except ValueError as e:
+            raise RecipeError(f"{kpath}: {e}") from e
+
+
+def _tag(value: str) -> None:
+    check_name(value, "tag")
+    if "." not in value:
+        raise ValueError(f"invalid tag {value!r}: expected arch.name")
+
+
+def _repo(value: str) -> None:
+    check_name(value, "Hugging Face repo id", slashes=1)
 
 
 NUM = (int, float)
@@ -44,59 +94,60 @@ ENGINE_SCHEMA: dict[str, Any] = {
     },
     "optim": {
         "name": F(str, "adamw", "adamw | adam | sgd"),
-        "lr": F(NUM, 1e-3),
-        "weight_decay": F(NUM, 0.0),
-        "momentum": F(NUM, 0.9),
+        "lr": F(NUM, 1e-3, ge=0),
+        "weight_decay": F(NUM, 0.0, ge=0),
+        "momentum": F(NUM, 0.9, **PROB),
         "nesterov": F(bool, False),
         "betas": F(list, [0.9, 0.999]),
-        "eps": F(NUM, 1e-8),
+        "eps": F(NUM, 1e-8, gt=0),
     },
     "schedule": {
         "name": F(str, "constant", "constant | cosine | onecycle | step"),
-        "warmup_steps": F(int, 0),
-        "warmup_epochs": F(NUM, 0),
-        "min_lr_ratio": F(NUM, 0.0),
-        "step_size": F(NUM, 1, "step: decay every this many epochs"),
-        "gamma": F(NUM, 0.1),
-        "pct_start": F(NUM, 0.25),
+        "warmup_steps": F(int, 0, ge=0),
+        "warmup_epochs": F(NUM, 0, ge=0),
+        "min_lr_ratio": F(NUM, 0.0, **PROB),
+        "step_size": F(NUM, 1, "step: decay every this many epochs", gt=0),
+        "gamma": F(NUM, 0.1, gt=0),
+        "pct_start": F(NUM, 0.25, **PROB),
         "progress": F(str, "steps", "steps | time: time also counts the elapsed share of train.max_minutes, "
                                     "so a slower machine anneals by the deadline"),
     },
     "train": {
-        "epochs": F(NUM, 1),
-        "max_steps": F((int, type(None)), None),
-        "batch_size": F(int, 32),
-        "eval_batch_size": F((int, type(None)), None),
-        "grad_clip": F((int, float, type(None)), None),
-        "accumulate": F(int, 1),
+        "epochs": F(NUM, 1, ge=0),
+        "max_steps": F((int, type(None)), None, ge=1),
+        "batch_size": F(int, 32, ge=1),
+        "eval_batch_size": F((int, type(None)), None, ge=1),
+        "grad_clip": F((int, float, type(None)), None, gt=0),
+        "accumulate": F(int, 1, ge=1),
         "amp": F((bool, str), "auto", "auto (bf16 on GPU) | true (bf16 where native: GPU, AVX-512 BF16/AMX CPU) "
                                         "| force | false"),
         "compile": F(bool, False),
         "channels_last": F((bool, str), "auto"),
-        "ema": F((float, type(None)), None, "EMA decay of the weights, e.g. 0.999"),
-        "early_stop": F((int, type(None)), None, "stop after this many evals without improvement"),
-        "seed": F(int, 0),
+        "ema": F((float, type(None)), None, "EMA decay of the weights, e.g. 0.999", gt=0, lt=1),
+        "early_stop": F((int, type(None)), None, "stop after this many evals without improvement", ge=1),
+        "seed": F(int, 0, ge=0),
         "deterministic": F(bool, False),
         "device": F(str, "auto"),
-        "num_workers": F(int, 0),
-        "eval_every": F(NUM, 1, "epochs between validations (0: only at the end; the end is always validated)"),
-        "ckpt_every": F((int, type(None)), None, "steps between checkpoints (default: each epoch)"),
+        "num_workers": F(int, 0, ge=0),
+        "eval_every": F(NUM, 1, "epochs between validations (0: only at the end; the end is always validated)",
+                        ge=0),
+        "ckpt_every": F((int, type(None)), None, "steps between checkpoints (default: each epoch)", ge=1),
         "ckpt_min_seconds": F(NUM, 0, "skip a due checkpoint until this many seconds passed since the last "
-                                      "(runs of seconds need only the final one); 0: every ckpt_every steps"),
-        "log_every": F(int, 50),
-        "max_minutes": F((int, float, type(None)), None),
-        "threads": F((int, type(None)), None),
+                                      "(runs of seconds need only the final one); 0: every ckpt_every steps", ge=0),
+        "log_every": F(int, 50, ge=1),
+        "max_minutes": F((int, float, type(None)), None, gt=0),
+        "threads": F((int, type(None)), None, ge=1),
     },
     "expect": {
         "metric": F(str),
         "value": F(NUM),
-        "tolerance": F(NUM, 0.0),
+        "tolerance": F(NUM, 0.0, ge=0),
         "mode": F(str, "max", "max: higher is better | min"),
     },
     "weights": {
-        "tag": F(str),
+        "tag": F(str, check=_tag),
         "license": F(str, "apache-2.0"),
-        "hub_repo": F(OPT_STR, None),
+        "hub_repo": F(OPT_STR, None, check=_repo),
         "datasets": F(list, []),
         "summary": F(str, ""),
     },
@@ -149,7 +200,7 @@ def validate_section(values: Any, schema: dict, path: str) -> dict:
         if isinstance(field, dict):
             out[key] = validate_section(values.get(key), field, kpath)
             continue
-        types, default, _ = field
+        types, default = field[0], field[1]
         if key not in values:
             if default is REQUIRED:
                 raise RecipeError(f"missing required key {kpath!r} ({_type_name(types)})")
@@ -160,6 +211,8 @@ def validate_section(values: Any, schema: dict, path: str) -> dict:
             value = _yaml11_float(value)  # YAML 1.1 reads "3e-4" as a string; every ML user writes it
         if not _check_type(value, types):
             raise RecipeError(f"{kpath}: expected {_type_name(types)}, got {value!r} ({type(value).__name__})")
+        if len(field) > 3:
+            _check_value(value, field[3], kpath)
         out[key] = value
     return out
 
@@ -209,11 +262,45 @@ def find(name: str | Path) -> Path:
 def load(name: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[dict, Path]:
     """(raw recipe with overrides applied, its path). Validation happens once the task is known."""
     path = find(name)
+    return apply_overrides(load_yaml(path), overrides), path
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.safe_load that refuses a key written twice in one mapping (and, like safe_load, any tag)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                mark = key_node.start_mark
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (line {mark.line + 1}): a recipe says each key once", mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str, where: str = "<string>") -> Any:
+    """YAML text -> data with duplicate keys refused; RecipeError naming `where` for anything invalid."""
+    stream = io.StringIO(text)
+    stream.name = where  # PyYAML names the stream in its error marks
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        return yaml.load(stream, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
-        raise RecipeError(f"{path}: not valid YAML: {e}") from e
-    return apply_overrides(raw, overrides), path
+        raise RecipeError(f"{where}: not valid YAML: {e}") from e
+
+
+def load_yaml(path: str | Path) -> dict:
+    """A recipe file as a mapping: unreadable, invalid, duplicate-keyed or non-mapping files are RecipeErrors."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise RecipeError(f"{path}: cannot read the recipe ({e})") from e
+    raw = parse_yaml(text, str(path)) or {}
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of sections, got a YAML {type(raw).__name__}")
+    return raw
 
 
 def apply_overrides(recipe: dict, overrides) -> dict:
@@ -231,12 +318,11 @@ def apply_overrides(recipe: dict, overrides) -> dict:
         if "=" not in item:
             raise RecipeError(f"override {item!r}: expected key.path=value or ~key.path")
         key, _, text = item.partition("=")
-        try:
-            value = yaml.safe_load(text) if text != "" else None
-        except yaml.YAMLError as e:
-            raise RecipeError(f"override {item!r}: cannot parse value {text!r}: {e}") from e
+        value = parse_yaml(text, f"override {item!r}") if text != "" else None
         node = recipe
         keys = key.strip().split(".")
+        if not all(keys):
+            raise RecipeError(f"override {item!r}: empty key in {key!r}")
         for k in keys[:-1]:
             if not isinstance(node.get(k), dict):
                 node[k] = {}

@@ -16,7 +16,6 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import inspect
-import json
 import logging
 import os
 import pkgutil
@@ -143,27 +142,27 @@ def model_info(name: str) -> dict:
 # --------------------------------------------------------------------------- create
 
 
-def _source_of(name: str, pretrained) -> tuple[str, dict | None, Path | None]:
-    """(arch, card, folder-or-None) for any accepted name / pretrained combination."""
-    folder = None
+def _source_of(name: str, pretrained) -> tuple[str, dict | None, Path | None, str | None]:
+    """(arch, card, folder-or-None, the published tag it was resolved by or None) for any accepted name /
+    pretrained combination. Only a folder found by tag is checked against the packaged index."""
+    folder = W.local_folder(name)  # "local-dir:PATH", a weights folder or a run dir: as on the command line
     card = None
-    if name.startswith("hf-hub:") or name.startswith("local-dir:"):
-        kind, _, rest = name.partition(":")
-        if kind == "hf-hub":
-            repo, _, rev = rest.partition("@")
-            folder = W.resolve(repo_id=repo, revision=rev or None)
-        else:
-            folder = W.resolve(path=rest)
-        card, _ = W.read_folder(folder) if pretrained else (json.loads((folder / "config.json").read_text()), None)
-        return card["arch"], card, folder if pretrained else None
+    if folder is not None or name.startswith("hf-hub:"):
+        if folder is None:
+            repo, rev = W.parse_hub_name(name)
+            folder = W.resolve(repo_id=repo, revision=rev)
+        card = W.read_config(folder / "config.json")
+        if "arch" not in card:
+            raise W.WeightsError(f"{folder / 'config.json'}: no 'arch' key, so zoo cannot tell which model it is")
+        return card["arch"], card, folder if pretrained else None, None
     arch, _, short = name.partition(".")
     tag = name if short else None
     if isinstance(pretrained, (str, os.PathLike)) and pretrained is not True:
         p = str(pretrained)
         if os.sep in p or p.startswith(".") or Path(p).is_dir():
-            folder = W.resolve(path=p)
-            card = json.loads((folder / "config.json").read_text())
-            return card.get("arch", arch), card, folder
+            folder = W.local_folder(p if os.sep in p or p.startswith(".") else "./" + p)
+            card = W.read_config(folder / "config.json")
+            return card.get("arch", arch), card, folder, None
         tag = p if "." in p else f"{arch}.{p}"
     elif pretrained is True and tag is None:
         tag = default_tag_of(arch)
@@ -172,7 +171,7 @@ def _source_of(name: str, pretrained) -> tuple[str, dict | None, Path | None]:
         arch = card["arch"]
         if pretrained:
             folder = W.resolve(tag)
-    return arch, card, folder
+    return arch, card, folder, tag
 
 
 def _with_defaults(spec: ModelSpec, args: dict) -> dict:
@@ -191,7 +190,7 @@ def _with_defaults(spec: ModelSpec, args: dict) -> dict:
 
 
 def create(name: str, pretrained: bool | str | os.PathLike = False, *, num_classes: int | None = None,
-           in_chans: int | None = None, **kwargs) -> Any:
+           in_chans: int | None = None, trust_unverified: bool = False, **kwargs) -> Any:
     """Build a registered model, optionally with published weights, in eval mode.
 
     Args:
@@ -199,12 +198,17 @@ def create(name: str, pretrained: bool | str | os.PathLike = False, *, num_class
         pretrained: False | True (the tag in `name`, else the family default) | "tag" | a folder path.
         num_classes / in_chans: when they differ from the weights, the head is re-initialised and the
             first layer adapted (any conv dimension); a log line says what changed.
+        trust_unverified: load a folder whose card has no sha256 (with a warning) instead of refusing it.
         **kwargs: constructor arguments overriding the card's.
     """
+    name = os.fspath(name)
     prefix, slash, inner = name.partition("/")
-    if slash and not name.startswith(("hf-hub:", "local-dir:")):
+    if slash and not name.startswith(("hf-hub:", "local-dir:")) and W.local_folder(name) is None:
         # "timm/resnet18": a registered wrapper ("timm") builds an outside model by name; its own
         # library handles pretrained weights and the head, so zoo passes both through.
+        if not is_model(prefix):
+            raise FileNotFoundError(f"{name}: no such weights folder or run directory "
+                                    f"(and {prefix!r} is not a registered model wrapper)")
         spec = get_spec(prefix)
         model = spec.builder(model_name=inner, pretrained=bool(pretrained), num_classes=num_classes,
                              in_chans=in_chans, **kwargs)
@@ -215,7 +219,7 @@ def create(name: str, pretrained: bool | str | os.PathLike = False, *, num_class
                                 "input_spec": dict(getattr(model, "input_spec", spec.input_spec)),
                                 "labels": None, "tag": None, "source": f"{prefix}:{inner}"}
         return model.eval()
-    arch, card, folder = _source_of(name, pretrained)
+    arch, card, folder, by_tag = _source_of(name, pretrained)
     spec = get_spec(arch)
     args = dict((card or {}).get("model_args", {}))
     args.update(kwargs)
@@ -233,11 +237,7 @@ def create(name: str, pretrained: bool | str | os.PathLike = False, *, num_class
         "labels": (card or {}).get("labels"),
     }
     if folder is not None:
-        expected = None  # a folder named by path or hub repo is checked against its own config.json
-        by_tag = not name.startswith(("hf-hub:", "local-dir:")) and not isinstance(pretrained, (str, os.PathLike))
-        if by_tag and card is not None and card.get("tag") in W.load_index():
-            expected = W.get_card(card["tag"]).get("files", {}).get(W.WEIGHTS_FILE, {}).get("sha256")
-        loaded_cfg, state = W.read_folder(folder, expected)
+        loaded_cfg, state = W.read_folder(folder, tag=by_tag, trust_unverified=trust_unverified)
         state, changed = W.adapt_state_dict(model, state, in_chans=in_chans, num_classes=num_classes,
                                             card_in=card_in, card_classes=card_classes)
         heads = getattr(model, "classifier", None) if any("re-initialised" in c for c in changed) else None

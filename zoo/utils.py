@@ -1,4 +1,4 @@
-"""Small helpers shared by every part of zoo: paths, hashing, atomic writes, input checks.
+"""Small helpers shared by every part of zoo: paths, names, hashing, atomic writes, input checks.
 
 Kept free of heavy imports (torch is imported lazily) so that `import zoo` stays light.
 """
@@ -8,13 +8,48 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
-from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# One grammar for every name a user or a file supplies (tags, run names, repo ids, revisions, file names):
+# letters, digits and "._-", starting with a letter or digit, no "..". A "/" separates segments only where
+# the Hub's own grammar has them (repo ids "org/name", revisions such as "refs/pr/1").
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+class BadNameError(ValueError):
+    """A tag, run name, repo id or revision outside zoo's name grammar, or a write outside its folder."""
+
+
+def check_name(value: Any, what: str = "name", *, slashes: int | None = 0) -> str:
+    """`value` if it follows the name grammar, else a BadNameError naming `what` and the rule.
+
+    slashes: how many "/" separators are allowed (0 for tags and run names, 1 for repo ids, None for any
+    number, as in a git revision). Never a path: no leading "/", no "..", no empty or "." segment.
+    """
+    segments = value.split("/") if isinstance(value, str) else []
+    ok = bool(segments) and (slashes is None or len(segments) - 1 == slashes)
+    if not ok or not all(_SEGMENT.fullmatch(seg) and ".." not in seg for seg in segments):
+        shape = {0: "", 1: " of the form 'org/name'"}.get(slashes, " ('/'-separated segments)")
+        raise BadNameError(f"invalid {what} {value!r}: expected letters, digits, '.', '_' or '-'{shape}, "
+                           "starting with a letter or digit, without '..' (names are data, never paths)")
+    return value
+
+
+def safe_join(root: str | os.PathLike, *names: str, what: str = "name") -> Path:
+    """`root/names...` after checking each name against the grammar and that the result stays inside root."""
+    root = Path(root)
+    for name in names:
+        check_name(name, what)
+    path = root.joinpath(*names)
+    if not path.resolve().is_relative_to(root.resolve()):  # a symlink inside root pointing out of it
+        raise BadNameError(f"refused to write {path}: it resolves outside {root}")
+    return path
 
 
 def data_root() -> Path:
@@ -62,6 +97,20 @@ def read_json_listing(path: str | os.PathLike, key: str) -> dict:
     return doc
 
 
+def read_json_object(path: str | os.PathLike) -> dict:
+    """A JSON file holding an object; ValueError naming the file when it is unreadable, invalid or not an object."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot read JSON ({e})") from e
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected a JSON object, got a JSON {type(doc).__name__}")
+    return doc
+
+
 def bundled_dir(name: str) -> Path:
     """`recipes` or `weights` shipped with zoo: the source tree's top level, else the wheel's copy."""
     source = REPO_ROOT / name
@@ -105,40 +154,24 @@ def atomic_path(path: str | os.PathLike):
             os.unlink(tmp)
 
 
+def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Remove the `.<name>.*.tmp` files that `atomic_path` writes which a kill interrupted (on the next start)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in (folder.rglob if recursive else folder.glob)(".*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def check_tensor(
-    x: Any,
-    name: str,
-    shape: Sequence[int | str | None],
-    *,
-    dtype: str = "float",
-    owner: str = "model",
-) -> None:
-    """Raise a ValueError naming the expected layout when `x` does not match it.
+def check_tensor(x: Any, name: str, shape, *, dtype: str = "float", owner: str = "model", like: Any = None):
+    """The shared input contract (zoo.blocks.contract.check_input); kept here for existing import sites."""
+    from .blocks.contract import check_input
 
-    `shape` lists one entry per dimension: an int demands that size, a str (e.g. "B", "H")
-    or None accepts any size. `dtype` is "float", "int", "bool" or "any".
-    Example: check_tensor(x, "x", ("B", 3, "H", "W")) -> "cnn expects x of shape (B, 3, H, W) ...".
-    """
-    import torch
-
-    want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{owner} expects {name} as a torch.Tensor of shape {want}, got {type(x).__name__}")
-    bad_shape = x.ndim != len(shape) or any(
-        isinstance(s, int) and x.shape[i] != s for i, s in enumerate(shape)
-    )
-    if bad_shape:
-        raise ValueError(f"{owner} expects {name} of shape {want}, got {tuple(x.shape)}")
-    ok = {
-        "float": x.is_floating_point(),
-        "int": not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool,
-        "bool": x.dtype == torch.bool,
-        "any": True,
-    }[dtype]
-    if not ok:
-        raise ValueError(f"{owner} expects {name} with a dtype of kind {dtype!r}, got {x.dtype} (shape {want})")
+    return check_input(x, name, shape, dtype=dtype, owner=owner, like=like)

@@ -7,10 +7,15 @@ A published weight is a folder that is exactly a Hugging Face model repo:
     README.md          the model card (YAML metadata + text)
     recipe.yaml        the fully resolved recipe that produced it
 
-Resolution order for a tag: an explicit path -> `ZOO_WEIGHTS_DIR/<tag>` -> the weights/ folder
-shipped with zoo -> the Hugging Face Hub through `huggingface_hub` (its cache, `HF_ENDPOINT`,
-`HF_HUB_OFFLINE`). The sha256 of model.safetensors is checked against the card on every load.
+Resolution order for a tag: an explicit path -> `ZOO_WEIGHTS_DIR/<tag>` (when set, ONLY there: a tag
+missing from it is an error, never a silent load of another copy) -> the weights/ folder shipped with zoo
+-> the Hugging Face Hub through `huggingface_hub` (its cache, `HF_ENDPOINT`, `HF_HUB_OFFLINE`).
 The package knows every card through `zoo/weights_index.json` even when installed without folders.
+
+One integrity rule: model.safetensors is loaded only when its sha256 matches a hash from a source the
+user trusts. A tag zoo publishes is checked against the packaged index (a folder's own config.json never
+replaces it); a folder or Hub repo the user names is checked against its own card. A card without a
+hash is refused unless the caller passes trust_unverified=True (`--trust-unverified`), with a warning.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .utils import atomic_path, bundled_dir, sha256_file, write_json
+from .utils import atomic_path, bundled_dir, check_name, remove_stale_temporaries, safe_join, sha256_file, write_json
 
 log = logging.getLogger("zoo")
 
@@ -34,37 +39,69 @@ INDEX_PATH = Path(__file__).resolve().parent / "weights_index.json"
 REQUIRED_CARD_KEYS = ("tag", "arch", "family", "task", "model_args", "input_spec", "metrics",
                       "license", "hub", "files")
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _FILENAME = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+TRUST_UNVERIFIED = False  # the CLI's --trust-unverified sets this default for one command
 
 
 class WeightsError(RuntimeError):
     """A weight folder or file that cannot be trusted or found."""
 
 
+def check_tag(tag: str) -> str:
+    """A tag is one name of the grammar with a '.' between architecture and weights name."""
+    check_name(tag, "tag")
+    if "." not in tag.strip("."):
+        raise ValueError(f"invalid tag {tag!r}: expected arch.name, e.g. cnn.fashion_mnist")
+    return tag
+
+
 # --------------------------------------------------------------------------- cards
 
 
+def env_weights_dirs() -> list[Path]:
+    """The folders named by `ZOO_WEIGHTS_DIR` (an os.pathsep list); empty when it is unset."""
+    return [Path(p).expanduser() for p in os.environ.get("ZOO_WEIGHTS_DIR", "").split(os.pathsep) if p]
+
+
+def bundled_weights_dir() -> Path:
+    return bundled_dir("weights")
+
+
 def weights_dirs() -> list[Path]:
-    """Local folders searched for `<tag>/` in order: `ZOO_WEIGHTS_DIR` (os.pathsep list), then the bundled one."""
-    dirs = [Path(p).expanduser() for p in os.environ.get("ZOO_WEIGHTS_DIR", "").split(os.pathsep) if p]
-    return dirs + [bundled_dir("weights")]
+    """Local folders searched for `<tag>/`: the `ZOO_WEIGHTS_DIR` ones when set, else the bundled one."""
+    return env_weights_dirs() or [bundled_weights_dir()]
+
+
+def read_config(path: Path) -> dict:
+    """A config.json as a dict, or a WeightsError naming the file (unreadable, not JSON, not an object)."""
+    try:
+        card = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WeightsError(f"{path}: cannot read the weights config ({e})") from e
+    if not isinstance(card, dict):
+        raise WeightsError(f"{path}: expected a JSON object, got a JSON {type(card).__name__}")
+    for key, kind in (("files", dict), ("tag", str), ("arch", str), ("model_args", dict)):
+        if key in card and card[key] is not None and not isinstance(card[key], kind):
+            raise WeightsError(f"{path}: key {key!r} must be a JSON {kind.__name__}, got {card[key]!r}")
+    return card
+
+
+def packaged_index() -> dict[str, dict]:
+    """The cards zoo publishes (zoo/weights_index.json): the only source of a known tag's hash."""
+    return read_config(INDEX_PATH) if INDEX_PATH.is_file() else {}
 
 
 def load_index() -> dict[str, dict]:
-    """Every card zoo knows: the packaged index, overridden by any local folder's config.json."""
-    cards: dict[str, dict] = {}
-    if INDEX_PATH.is_file():
-        cards.update(json.loads(INDEX_PATH.read_text()))
+    """Every card zoo knows: the packaged index, plus cards of other tags found in local weights dirs."""
+    packaged = packaged_index()
+    cards = dict(packaged)
     for root in reversed(weights_dirs()):  # earlier dirs win
         if root.is_dir():
             for cfg in sorted(root.glob("*/config.json")):
-                try:
-                    card = json.loads(cfg.read_text())
-                except json.JSONDecodeError as e:
-                    raise WeightsError(f"{cfg}: not valid JSON ({e})") from e
-                if "tag" in card:
-                    cards[card["tag"]] = card
+                card = read_config(cfg)
+                tag = card.get("tag")
+                if tag and tag not in packaged and tag == cfg.parent.name:
+                    cards[tag] = card
     return cards
 
 
@@ -81,11 +118,12 @@ def get_card(tag: str) -> dict:
 
 def hub_location(card: dict) -> tuple[str, str | None]:
     hub = card.get("hub") or {}
-    return hub.get("repo_id") or f"{HUB_ORG}/{card['tag']}", hub.get("revision")
+    repo, rev = hub.get("repo_id") or f"{HUB_ORG}/{card['tag']}", hub.get("revision")
+    return check_repo_id(repo), (check_revision(rev) if rev is not None else None)
 
 
 def write_index(cards: dict[str, dict] | None = None) -> Path:
-    """Regenerate zoo/weights_index.json from the bundled weight folders (what `zoo export` calls)."""
+    """Regenerate zoo/weights_index.json from the bundled weight folders (`zoo publish --into-package`)."""
     if cards is None:
         cards = {}
         for cfg in sorted(bundled_dir("weights").glob("*/config.json")):
@@ -99,10 +137,22 @@ def write_index(cards: dict[str, dict] | None = None) -> Path:
 
 
 def check_repo_id(repo_id: str) -> str:
-    if not isinstance(repo_id, str) or ".." in repo_id or not _REPO_ID.match(repo_id):
+    try:
+        return check_name(repo_id, "Hugging Face repo id", slashes=1)
+    except ValueError as e:
         raise ValueError(f"invalid Hugging Face repo id {repo_id!r}: expected 'org/name' "
-                         "with letters, digits, '.', '_' or '-' and no '..'")
-    return repo_id
+                         "with letters, digits, '.', '_' or '-' and no '..'") from e
+
+
+def parse_hub_name(name: str) -> tuple[str, str | None]:
+    """"hf-hub:org/repo[@rev]" -> (repo id, revision or None), both checked against the name grammar."""
+    repo, at, rev = name.removeprefix("hf-hub:").partition("@")
+    return check_repo_id(repo), (check_revision(rev) if at else None)
+
+
+def check_revision(revision: str) -> str:
+    """A branch, tag or commit sha; '/' only between segments, as in 'refs/pr/1'."""
+    return check_name(revision, "revision", slashes=None)
 
 
 def check_filename(name: str) -> str:
@@ -126,36 +176,112 @@ def _check_safetensors(path: Path) -> None:
         raise WeightsError(f"{path}: refused to load, the file is {kind}; zoo only loads safetensors weights")
 
 
-def verify_file(path: Path, expected_sha256: str | None) -> str:
-    """sha256 of `path`, raising WeightsError naming both hashes when it differs from the card."""
+def _repair_hint(path: Path, tag: str | None) -> str:
+    if "snapshots" in path.parts and tag:  # a Hub cache entry: the cache itself must be refreshed
+        return (f"if the cache is corrupt, `zoo download {tag} --force` fetches it again; if the Hub itself serves "
+                "these bytes, they are not the published weights")
+    return f"restore the published file (e.g. `zoo download {tag} --to DIR`)" if tag else "restore the file"
+
+
+def verify_file(path: Path, expected_sha256: str | None, *, tag: str | None = None) -> str:
+    """sha256 of `path`, raising WeightsError naming both hashes (and the repair) when it differs."""
     if not path.is_file():
         raise WeightsError(f"missing weights file {path}")
     actual = sha256_file(path)
     if expected_sha256 and actual != expected_sha256:
         raise WeightsError(f"sha256 mismatch for {path}: the card says {expected_sha256}, the file has {actual}; "
-                           "the file is corrupt or not the published one (delete it and download again)")
+                           f"the file is corrupt or not the published one: {_repair_hint(path, tag)}")
     return actual
+
+
+def trusted_sha256(config: dict, where: Path, *, tag: str | None = None, trust_unverified: bool = False):
+    """The hash a folder must match: the packaged index's for a known `tag` it was resolved by, else its own
+    card's. No hash -> WeightsError, unless trust_unverified (then a warning and None)."""
+    known = packaged_index().get(tag) if tag else None
+    source = "zoo's packaged index" if known else f"{where / 'config.json'}"
+    sha = ((known or config).get("files") or {}).get(WEIGHTS_FILE, {}).get("sha256")
+    if sha:
+        return sha
+    if trust_unverified:
+        log.warning("zoo: WARNING: loading %s without verification: %s has no sha256 for %s (trusted on request)",
+                    where / WEIGHTS_FILE, source, WEIGHTS_FILE)
+        return None
+    raise WeightsError(f"{where / WEIGHTS_FILE}: cannot verify it, {source} has no sha256 under "
+                       f"files.{WEIGHTS_FILE}; pass trust_unverified=True (CLI: --trust-unverified) "
+                       "only if you trust this folder")
 
 
 # --------------------------------------------------------------------------- resolution
 
 
-def _from_hub(repo_id: str, revision: str | None, filenames=FOLDER_FILES, optional=("README.md", "recipe.yaml")):
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
+def _from_hub(repo_id: str, revision: str | None, filenames=FOLDER_FILES, optional=("README.md", "recipe.yaml"),
+              force: bool = False):
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     check_repo_id(repo_id)
+    if revision is not None:
+        check_revision(revision)
     folder = None
     for name in filenames:
         check_filename(name)
         try:
-            path = Path(hf_hub_download(repo_id, name, revision=revision))
-        except EntryNotFoundError:
-            if name in optional:
+            path = Path(hf_hub_download(repo_id, name, revision=revision, force_download=force))
+        except Exception as e:
+            # optional files: absent on the server, or not cached while offline; anything else is a failure
+            absent = isinstance(e, EntryNotFoundError) and (not isinstance(e, LocalEntryNotFoundError)
+                                                            or constants.HF_HUB_OFFLINE)
+            if absent and name in optional:
                 continue
-            raise
+            if not _is_transfer_error(e):
+                raise
+            raise WeightsError(f"cannot download {_hub_url(repo_id, revision, name)}: {_root_cause(e)}") from e
         folder = path.parent
     return folder
+
+
+def _is_transfer_error(e: BaseException) -> bool:
+    """The Hub client's network and HTTP errors (OSError subclasses, or httpx's HTTPError)."""
+    return isinstance(e, OSError) or any(c.__name__ == "HTTPError" and c.__module__.startswith("httpx")
+                                         for c in type(e).__mro__)
+
+
+def _hub_url(repo_id: str, revision: str | None, name: str) -> str:
+    from huggingface_hub import constants
+
+    return f"{constants.ENDPOINT}/{repo_id}/resolve/{revision or 'main'}/{name}"
+
+
+def _root_cause(e: BaseException) -> str:
+    """The first line of the innermost error's message (the client wraps a 500 in 'cannot find in cache')."""
+    seen = [e]
+    while (nxt := seen[-1].__cause__ or seen[-1].__context__) is not None and nxt not in seen:
+        seen.append(nxt)
+    msgs = [f"{type(x).__name__}: {str(x).strip().splitlines()[0]}" for x in (seen[-1], e) if str(x).strip()]
+    return msgs[0] if len(msgs) < 2 or msgs[0] == msgs[1] else f"{msgs[1]} ({msgs[0]})"
+
+
+def local_folder(name: str | os.PathLike) -> Path | None:
+    """The weights folder a name points at on disk, or None when it is not a path.
+
+    'local-dir:PATH', a weights folder (holding config.json) or a run dir (its model/ folder); the same
+    rule for `zoo.create` and every CLI verb. A path-like name that does not exist is an error naming it.
+    """
+    name = os.fspath(name)
+    explicit = name.startswith("local-dir:")
+    text = name[len("local-dir:"):] if explicit else name
+    path = Path(text).expanduser()
+    looks_like_path = explicit or os.sep in text or "/" in text or text.startswith((".", "~"))
+    if not looks_like_path or (not explicit and ":" in text.split("/", 1)[0]):
+        return None
+    if (path / "model" / "config.json").is_file():  # a run directory
+        return path / "model"
+    if (path / "config.json").is_file():
+        return path
+    if explicit or path.is_dir() or path.parent.is_dir():
+        what = "no such folder" if not path.exists() else "no config.json (not a weights folder or run dir)"
+        raise FileNotFoundError(f"{path}: {what}")
+    return None
 
 
 def resolve(tag: str | None = None, *, path: str | os.PathLike | None = None,
@@ -169,31 +295,34 @@ def resolve(tag: str | None = None, *, path: str | os.PathLike | None = None,
     if repo_id is not None:
         return _from_hub(repo_id, revision)
     assert tag is not None
+    check_tag(tag)
     for root in weights_dirs():
-        folder = root / tag
+        folder = safe_join(root, tag, what="tag")
         if (folder / "config.json").is_file() and (folder / WEIGHTS_FILE).is_file():
             return folder
+    if env_weights_dirs():
+        dirs = os.pathsep.join(str(d) for d in env_weights_dirs())
+        raise WeightsError(f"ZOO_WEIGHTS_DIR={dirs} has no folder {tag}/ (config.json + {WEIGHTS_FILE}); "
+                           f"`zoo download {tag} --to DIR` puts it there, or unset ZOO_WEIGHTS_DIR to use "
+                           "the bundled copy or the Hub")
     card = get_card(tag)
     hub_repo, hub_rev = hub_location(card)
     log.info("zoo: %s not found locally, downloading from the Hub repo %s", tag, hub_repo)
     return _from_hub(hub_repo, revision or hub_rev)
 
 
-def read_folder(folder: Path, expected_sha256: str | None = None) -> tuple[dict, dict]:
-    """(config, state_dict) of a verified folder; the card's hash wins over the folder's own."""
-    cfg_path = folder / "config.json"
-    try:
-        config = json.loads(cfg_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise WeightsError(f"{cfg_path}: cannot read the weights config ({e})") from e
+def read_folder(folder: Path, *, tag: str | None = None, trust_unverified: bool = False) -> tuple[dict, dict]:
+    """(config, state_dict) of a verified folder (`tag`: the published tag it was resolved by, if any)."""
+    folder = Path(folder)
+    config = read_config(folder / "config.json")
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         pickles = [p.name for p in folder.glob("*") if p.suffix in {".bin", ".pt", ".pth", ".ckpt", ".pkl"}]
         extra = f" (found {', '.join(pickles)}, which zoo refuses to unpickle)" if pickles else ""
         raise WeightsError(f"{folder}: no {WEIGHTS_FILE}{extra}")
-    expected = expected_sha256 or config.get("files", {}).get(WEIGHTS_FILE, {}).get("sha256")
+    expected = trusted_sha256(config, folder, tag=tag, trust_unverified=trust_unverified or TRUST_UNVERIFIED)
     _check_safetensors(weights)
-    sha = verify_file(weights, expected)
+    sha = verify_file(weights, expected, tag=tag)
     from safetensors.torch import load_file
 
     state = load_file(str(weights))
@@ -343,51 +472,108 @@ def push_to_hub(model_or_folder, repo_id: str, *, revision: str | None = None, t
     return getattr(info, "oid", None) or str(info)
 
 
-def download(names, *, local_dir: str | os.PathLike | None = None) -> dict[str, Path]:
-    """Pre-fill the Hugging Face cache (or copy into `local_dir/<tag>`) for an air-gapped machine.
+def _copy_folder(folder: Path, dest: Path) -> None:
+    """Copy a weights folder's files (names checked) into `dest`, each file atomically."""
+    dest.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(dest, recursive=False)
+    for f in sorted(folder.iterdir()):
+        if f.is_file():
+            with atomic_path(safe_join(dest, f.name, what="file name")) as tmp:
+                shutil.copyfile(f, tmp)
 
-    `names` are tags ("gcn.cora"), family names (their default tag) or "hf-hub:org/repo[@rev]".
+
+def download(names, *, local_dir: str | os.PathLike | None = None, force: bool = False,
+             trust_unverified: bool = False) -> dict[str, Path]:
+    """Fetch weights for an air-gapped machine: into the Hugging Face cache, and with `local_dir` also into
+    `local_dir/<tag>/`, the layout `ZOO_WEIGHTS_DIR=local_dir` loads from.
+
+    `names` are tags ("gcn.cora"), family names (their default tag) or "hf-hub:org/repo[@rev]". A tag
+    shipped with zoo is copied from the package (no network). `force` downloads again even when the cache
+    has the file: the repair for a corrupt cache entry. Every file is verified before it is reported.
     """
     from .registry import default_tag_of
 
     out: dict[str, Path] = {}
     for name in [names] if isinstance(names, str) else names:
         if name.startswith("hf-hub:"):
-            repo, _, rev = name[len("hf-hub:"):].partition("@")
-            folder, expected = _from_hub(repo, rev or None), None
+            repo, rev = parse_hub_name(name)
+            folder = _from_hub(repo, rev, force=force)
+            expected = trusted_sha256(read_config(folder / "config.json"), folder,
+                                      trust_unverified=trust_unverified)
+            tag, dest_name = None, check_repo_id(repo).replace("/", "--")
         else:
-            tag = name if "." in name else default_tag_of(name)
+            tag = check_tag(name) if "." in name else default_tag_of(check_name(name, "model name"))
             card = get_card(tag)
-            repo, rev = hub_location(card)
-            folder = _from_hub(repo, rev)
-            expected = card["files"][WEIGHTS_FILE]["sha256"]
-        verify_file(folder / WEIGHTS_FILE, expected)
+            expected = trusted_sha256(card, Path(tag), tag=tag)
+            bundled = bundled_weights_dir() / tag
+            if not force and (bundled / WEIGHTS_FILE).is_file() and sha256_file(bundled / WEIGHTS_FILE) == expected:
+                folder = bundled  # shipped with zoo: nothing to fetch
+            else:
+                folder = _from_hub(*hub_location(card), force=force)
+            dest_name = tag
+        _check_safetensors(folder / WEIGHTS_FILE)
+        verify_file(folder / WEIGHTS_FILE, expected, tag=tag)
         if local_dir is not None:
-            dest = Path(local_dir) / (name if not name.startswith("hf-hub:") else repo.replace("/", "--"))
-            dest.mkdir(parents=True, exist_ok=True)
-            for f in folder.iterdir():
-                shutil.copyfile(f, dest / f.name)
+            dest = safe_join(local_dir, dest_name, what="tag")
+            _copy_folder(folder, dest)
+            verify_file(dest / WEIGHTS_FILE, expected, tag=tag)
             folder = dest
         out[name] = folder
     return out
 
 
-def verify_all() -> list[tuple[str, str, str]]:
-    """Re-check every card's hash against its local folder: rows (tag, status, detail)."""
+def _cached_folder(tag: str, card: dict) -> Path | None:
+    """The Hub-cache snapshot folder of a tag's pinned revision, if its weights file is cached."""
+    from huggingface_hub import try_to_load_from_cache
+
+    repo, rev = hub_location(card)
+    hit = try_to_load_from_cache(repo, WEIGHTS_FILE, revision=rev)
+    return Path(hit).parent if isinstance(hit, str) else None
+
+
+def verify_all(names=()) -> list[tuple[str, str, str]]:
+    """Re-check weights against their trusted hash: rows (name, status, detail).
+
+    Without names: every known tag found in a local weights dir or the Hub cache, plus every folder in
+    `ZOO_WEIGHTS_DIR`. Status: ok | MISMATCH | UNVERIFIED (no trusted hash) | absent (not on this machine;
+    a failure only for a name asked for). Names may be tags or folder paths.
+    """
+    cards = load_index()
+    todo: list[tuple[str, Path | None, str | None]] = []  # (label, folder, tag resolved by)
+    if names:
+        for name in names:
+            folder = local_folder(name)
+            if folder is not None:
+                todo.append((str(name), folder, None))
+            else:
+                tag = check_tag(name)
+                get_card(tag)
+                todo.append((tag, None, tag))
+    else:
+        todo = [(tag, None, tag) for tag in sorted(cards)]
+        for root in env_weights_dirs():
+            todo += [(str(c.parent), c.parent, None) for c in sorted(root.glob("*/config.json"))
+                     if c.parent.name not in cards]
     rows = []
-    for tag, card in sorted(load_index().items()):
-        expected = card.get("files", {}).get(WEIGHTS_FILE, {}).get("sha256")
-        folder = next((d / tag for d in weights_dirs() if (d / tag / WEIGHTS_FILE).is_file()), None)
+    for label, folder, tag in todo:
         if folder is None:
-            rows.append((tag, "absent", "not in a local weights dir (zoo download fetches it)"))
+            folder = next((d / tag for d in weights_dirs() if (d / tag / WEIGHTS_FILE).is_file()), None)
+            folder = folder or _cached_folder(tag, cards[tag])
+        if folder is None:
+            rows.append((label, "absent" if not names else "MISSING", "not on this machine (zoo download fetches it)"))
             continue
         try:
+            expected = trusted_sha256(read_config(folder / "config.json"), folder, tag=tag)
             _check_safetensors(folder / WEIGHTS_FILE)
-            verify_file(folder / WEIGHTS_FILE, expected)
-            rows.append((tag, "ok", str(folder)))
+            verify_file(folder / WEIGHTS_FILE, expected, tag=tag)
+            rows.append((label, "ok", str(folder)))
         except WeightsError as e:
-            rows.append((tag, "MISMATCH", str(e)))
+            status = "UNVERIFIED" if "cannot verify" in str(e) else "MISMATCH"
+            rows.append((label, status, str(e)))
     return rows
+
+
+VERIFY_FAILURES = ("MISMATCH", "UNVERIFIED", "MISSING")
 
 
 def card_summary(card: dict) -> dict[str, Any]:

@@ -1,8 +1,8 @@
-"""The shared trainer and the run lifecycle (train, evaluate, export, reproduce)."""
+"""The shared trainer and the run lifecycle (train, evaluate, publish, reproduce)."""
 
-from .run import evaluate, export, reproduce, train
+from .run import evaluate, publish, reproduce, train
 from .state import pick_device, seed_everything
 from .trainer import Context, Trainer, sequential_batches
 
-__all__ = ["Context", "Trainer", "evaluate", "export", "pick_device", "reproduce", "seed_everything",
+__all__ = ["Context", "Trainer", "evaluate", "pick_device", "publish", "reproduce", "seed_everything",
            "sequential_batches", "train"]

@@ -2,15 +2,20 @@
 
     train(recipe, overrides)  -> runs/<recipe>-<time>/{recipe.yaml, metrics.jsonl, checkpoints/, model/, result.json}
     evaluate(name_or_run)     -> metrics of a tag / folder / run on its card's evaluation data
-    export(run_dir, tag)      -> weights/<tag>/ (config.json, model.safetensors, README.md, recipe.yaml)
+    publish(run_dir, to=DIR)  -> DIR/<tag>/ (config.json, model.safetensors, README.md, recipe.yaml)
     reproduce(tag)            -> re-run the card's recipe and compare with the card within tolerance
+
+One run, one directory: each run's directory is created exclusively (a -2, -3, ... suffix when two runs
+start in the same second). A run that fails before anything resumable exists leaves no directory behind;
+a later failure is recorded in run.json ("status": "failed"). Resuming removes the temporary files a
+killed checkpoint write left.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import platform
+import re
 import shutil
 import tempfile
 import time
@@ -18,14 +23,13 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import yaml
 
 from .. import cards
 from .. import recipes as R
 from .. import weights as W
 from ..registry import create, get_spec
 from ..tasks import get_task
-from ..utils import bundled_dir, write_json
+from ..utils import atomic_path, check_name, read_json_object, remove_stale_temporaries, safe_join, write_json
 from .state import pick_device, seed_everything
 from .trainer import Context, Trainer, cpu_isa
 
@@ -81,30 +85,82 @@ def build_model(recipe: dict, task, data):
     return create(mcfg["name"], pretrained=mcfg["pretrained"], **adapt, **{**derived, **mcfg["args"]})
 
 
+def new_run_dir(runs_root: str | Path, name: str) -> Path:
+    """Create `runs_root/<name>-<time>[-k]` exclusively: two runs never share a directory."""
+    name = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "_", name)).lstrip("._-")[:80] or "run"  # a stem
+    check_name(name, "run name")
+    root = Path(runs_root)
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for k in range(1, 10_000):
+        run_dir = safe_join(root, f"{name}-{stamp}" + (f"-{k}" if k > 1 else ""), what="run name")
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{root}: no free run directory name for {name}-{stamp}")
+
+
+def _resumable(run_dir: Path) -> bool:
+    return any((run_dir / "checkpoints").glob("*.pt")) or (run_dir / "metrics.jsonl").is_file()
+
+
+def _fail(run_dir: Path, fresh: bool, error: BaseException, new_root: Path | None = None) -> None:
+    """A fresh run that failed before anything resumable exists leaves nothing (not even the runs folder it
+    created); otherwise run.json says so."""
+    if fresh and not _resumable(run_dir):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if new_root is not None and new_root.is_dir() and not any(new_root.iterdir()):
+            new_root.rmdir()
+        return
+    run_json = run_dir / "run.json"
+    try:
+        info = read_json_object(run_json) if run_json.is_file() else {}
+        write_json(run_json, {**info, "status": "failed", "error": f"{type(error).__name__}: {error}"[:2000]})
+    except (OSError, ValueError):
+        pass
+
+
 def train(recipe_name, overrides=(), *, resume: str | Path | None = None, run_dir: str | Path | None = None,
           device: str | None = None, runs_root: str | Path = "runs") -> tuple[Path, dict]:
     """Run a recipe (or resume a run directory) to completion; returns (run_dir, result)."""
     if resume is not None:
         run_dir = Path(resume)
-        raw = yaml.safe_load((run_dir / "recipe.yaml").read_text())
-        raw = R.apply_overrides(raw, overrides)
-        name = json.loads((run_dir / "run.json").read_text())["recipe"]
+        if not (run_dir / "recipe.yaml").is_file():
+            raise FileNotFoundError(f"{run_dir}: not a run directory (no recipe.yaml)")
+        raw = R.apply_overrides(R.load_yaml(run_dir / "recipe.yaml"), overrides)
     else:
         raw, path = R.load(recipe_name, overrides)
         bundled = path.resolve().parent.parent == R.recipes_dir().resolve()
         name = f"{path.parent.name}-{path.stem}" if bundled else path.stem  # runs/cnn-fashion_mnist-<time>
     recipe, task = resolve_recipe(raw)
-    if run_dir is None:
-        run_dir = Path(runs_root) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    ctx = make_context(recipe, task, run_dir=Path(run_dir), device=device, resume=resume is not None)
-    if ctx.world_size > 1:  # every rank uses rank 0's run dir (timestamps may differ between processes)
+    rank, world = _distributed()
+    fresh = resume is None
+    new_root = None if run_dir is not None or Path(runs_root).exists() else Path(runs_root)
+    if rank == 0:
+        if run_dir is None:
+            run_dir = new_run_dir(runs_root, name)
+        elif fresh:
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+    if world > 1:  # every rank uses rank 0's run dir
         shared = [str(run_dir)]
         dist.broadcast_object_list(shared, src=0)
-        ctx.run_dir = run_dir = Path(shared[0])
-        ctx.trainer = Trainer(ctx)
+        run_dir = shared[0]
     run_dir = Path(run_dir)
+    try:
+        return _train(run_dir, recipe, task, recipe_name, overrides, device=device, resume=resume)
+    except BaseException as e:
+        if rank == 0:
+            _fail(run_dir, fresh, e, new_root)
+        raise
+
+
+def _train(run_dir: Path, recipe: dict, task, recipe_name, overrides, *, device, resume) -> tuple[Path, dict]:
+    ctx = make_context(recipe, task, run_dir=run_dir, device=device, resume=resume is not None)
     if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        if resume is not None:
+            remove_stale_temporaries(run_dir)
         (run_dir / "recipe.yaml").write_text(R.dump(recipe))
         if resume is None:
             cmd = "zoo train " + " ".join([str(recipe_name), *overrides])
@@ -154,22 +210,14 @@ def check_expect(expect: dict, metrics: dict) -> dict:
     return {**expect, "measured": got, "passed": bool(passed)}
 
 
-def load_for_eval(name_or_run: str):
-    """(model, recipe) from a run dir, a weights folder or a tag/family name."""
-    p = Path(name_or_run)
-    if (p / "model" / "config.json").is_file():  # a run dir
-        model = create(f"local-dir:{p / 'model'}", pretrained=True)
-        return model, yaml.safe_load((p / "recipe.yaml").read_text())
-    if (p / "config.json").is_file():
-        model = create(f"local-dir:{p}", pretrained=True)
-        folder = p
-    else:
-        model = create(name_or_run, pretrained=True)
-        folder = Path(model.pretrained_cfg["source"])
-    recipe_file = folder / "recipe.yaml"
-    if not recipe_file.is_file():
-        raise FileNotFoundError(f"{folder} has no recipe.yaml: zoo cannot tell which data to evaluate on")
-    return model, yaml.safe_load(recipe_file.read_text())
+def load_for_eval(name_or_run: str, *, trust_unverified: bool = False):
+    """(model, recipe) from a run dir, a weights folder or a tag/family name (the rule of zoo.create)."""
+    model = create(str(name_or_run), pretrained=True, trust_unverified=trust_unverified)
+    folder = Path(model.pretrained_cfg["source"])
+    for recipe_file in (folder / "recipe.yaml", folder.parent / "recipe.yaml"):  # a folder, or a run dir's model/
+        if recipe_file.is_file():
+            return model, R.load_yaml(recipe_file)
+    raise FileNotFoundError(f"{folder} has no recipe.yaml: zoo cannot tell which data to evaluate on")
 
 
 def evaluate(name_or_run: str, *, data: str | None = None, overrides=(), device: str | None = None,
@@ -192,34 +240,49 @@ def evaluate(name_or_run: str, *, data: str | None = None, overrides=(), device:
         return {k: float(v) for k, v in task.evaluate(model, ds.test if ds.test is not None else ds.val, ctx).items()}
 
 
-def export(run_dir: str | Path, tag: str | None = None, *, weights_root: str | Path | None = None) -> Path:
-    """Copy a finished run's model into a hub-ready weights folder and refresh the card index."""
+def publish(run_dir: str | Path, tag: str | None = None, *, to: str | Path | None = None,
+            into_package: bool = False) -> Path:
+    """Write a finished run's model as a hub-ready weights folder `to/<tag>/`.
+
+    Never into the installed package unless `into_package=True` (maintainers republishing a bundled
+    tag; the card index is then refreshed). The tag follows the name grammar and the folder is created
+    inside `to`; a tag zoo already publishes is refused outside the package (its hash is zoo's).
+    """
+    if (to is None) == (not into_package):
+        raise ValueError("publish needs a destination: --to DIR (or, for maintainers, --into-package; not both)")
     run_dir = Path(run_dir)
     src = run_dir / "model"
+    if not (src / "config.json").is_file():
+        raise FileNotFoundError(f"{run_dir}: not a finished run (no model/config.json)")
     config, _ = W.read_folder(src)
-    recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text())
-    result = json.loads((run_dir / "result.json").read_text())
-    run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
-    tag = tag or config.get("tag") or recipe.get("weights", {}).get("tag")
-    if not tag or "." not in tag:
-        raise ValueError(f"export needs a tag of the form arch.name, got {tag!r}")
+    recipe = R.load_yaml(run_dir / "recipe.yaml")
+    result = read_json_object(run_dir / "result.json")
+    run = read_json_object(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
+    weights_cfg = recipe.get("weights") if isinstance(recipe.get("weights"), dict) else {}
+    tag = W.check_tag(tag if tag is not None else config.get("tag") or weights_cfg.get("tag") or "")
+    if not into_package and tag in W.packaged_index():
+        raise ValueError(f"tag {tag!r} is published by zoo and always checked against zoo's own hash, so this "
+                         f"run's weights would never load under it; pick another tag, e.g. --tag {tag}_mine")
     get_spec(config["arch"])
     config["tag"] = tag
-    hub_repo = recipe.get("weights", {}).get("hub_repo") or f"{W.HUB_ORG}/{tag}"
+    hub_repo = W.check_repo_id(weights_cfg.get("hub_repo") or f"{W.HUB_ORG}/{tag}")
     config["hub"] = {"repo_id": hub_repo, "revision": None}
     config["expect"] = recipe.get("expect")
     config["training"] = {"command": run.get("command"), "hardware": result.get("hardware"),
                           "precision": result.get("precision"),
                           "train_seconds": result.get("fit", {}).get("train_seconds"),
                           "wall_seconds": result.get("wall_seconds"), "recipe": run.get("recipe")}
-    bundled = weights_root is None
-    dest = Path(weights_root or bundled_dir("weights")) / tag
+    dest = safe_join(W.bundled_weights_dir() if into_package else Path(to), tag, what="tag")
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src / W.WEIGHTS_FILE, dest / W.WEIGHTS_FILE)
+    remove_stale_temporaries(dest, recursive=False)
+    with atomic_path(dest / W.WEIGHTS_FILE) as tmp:
+        shutil.copyfile(src / W.WEIGHTS_FILE, tmp)
     write_json(dest / "config.json", config)
-    (dest / "recipe.yaml").write_text(R.dump(recipe))
-    (dest / "README.md").write_text(cards.card_readme(config, cards.publish_body(config, recipe, result, run, dest)))
-    if bundled:
+    with atomic_path(dest / "recipe.yaml") as tmp:
+        tmp.write_text(R.dump(recipe))
+    with atomic_path(dest / "README.md") as tmp:
+        tmp.write_text(cards.card_readme(config, cards.publish_body(config, recipe, result, run, dest)))
+    if into_package:
         W.write_index()
     return dest
 

@@ -74,13 +74,17 @@ def save_checkpoint(path: Path, payload: dict) -> None:
         torch.save(payload, tmp)
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read (truncated, not a checkpoint, a pickle with code)."""
+
+
 def load_checkpoint(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a checkpoint is ours; anything unreadable is a clear error, not a stack trace
-        raise RuntimeError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from e
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from e
 
 
 def to_device(batch, device: torch.device, non_blocking: bool = True):

@@ -416,12 +416,12 @@ class _BEVBase(nn.Module):
         self.head = BEVHead(dim, num_classes)
         self.register_buffer("cells", bev_cell_centres(grid, x_range, y_range).view(-1, 2), persistent=False)
 
-    def _check(self, images, intrinsics, cam_to_ego) -> tuple[int, int]:
-        check_tensor(images, "images", ("B", "N", 3, "H", "W"), owner=self.owner)
+    def _check(self, images, intrinsics, cam_to_ego) -> tuple:
+        images = check_tensor(images, "images", ("B", "N", 3, "H", "W"), owner=self.owner, like=self)
         b, n = images.shape[:2]
-        check_tensor(intrinsics, "intrinsics", (b, n, 3, 3), owner=self.owner)
-        check_tensor(cam_to_ego, "cam_to_ego", (b, n, 4, 4), owner=self.owner)
-        return b, n
+        intrinsics = check_tensor(intrinsics, "intrinsics", (b, n, 3, 3), owner=self.owner, like=self)
+        cam_to_ego = check_tensor(cam_to_ego, "cam_to_ego", (b, n, 4, 4), owner=self.owner, like=self)
+        return images, intrinsics, cam_to_ego, b, n
 
     def _features(self, images: torch.Tensor) -> list[torch.Tensor]:
         return self.encoder(images.flatten(0, 1))
@@ -500,7 +500,7 @@ class BEVFormer(_BEVBase):
 
     def forward(self, images: torch.Tensor, intrinsics: torch.Tensor, cam_to_ego: torch.Tensor,
                 prev_bev: torch.Tensor | None = None, prev_to_ego: torch.Tensor | None = None) -> dict:
-        b, n = self._check(images, intrinsics, cam_to_ego)
+        images, intrinsics, cam_to_ego, b, n = self._check(images, intrinsics, cam_to_ego)
         prev = None
         if prev_bev is not None:
             check_tensor(prev_bev, "prev_bev", (b, self.dim, *self.grid), owner=self.owner)
@@ -564,7 +564,7 @@ class LiftSplat(_BEVBase):
         return torch.einsum("bnij,bndhwj->bndhwi", e[..., :3, :3], cam) + e[:, :, None, None, None, :3, 3]
 
     def forward(self, images: torch.Tensor, intrinsics: torch.Tensor, cam_to_ego: torch.Tensor) -> dict:
-        b, n = self._check(images, intrinsics, cam_to_ego)
+        images, intrinsics, cam_to_ego, b, n = self._check(images, intrinsics, cam_to_ego)
         feat = self._features(images)[0]  # (B N, C, fh, fw)
         fh, fw = feat.shape[-2:]
         if (fh * self.stride, fw * self.stride) != tuple(images.shape[-2:]):

@@ -144,12 +144,12 @@ class CNN(nn.Module):
             if isinstance(m, ResidualBlock) and isinstance(m.conv2.norm, nn.BatchNorm2d):
                 nn.init.zeros_(m.conv2.norm.weight)
 
-    def _check(self, x: torch.Tensor) -> None:
-        check_tensor(x, "x", ("B", self.in_chans, "H", "W"), owner="cnn")
+    def _check(self, x: torch.Tensor) -> torch.Tensor:
+        return check_tensor(x, "x", ("B", self.in_chans, "H", "W"), owner="cnn", like=self)
 
     def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The output of every stage (full list, whatever `out_indices` says)."""
-        self._check(x)
+        x = self._check(x)
         x = self.stem(x)
         maps = []
         for stage in self.stages:
@@ -261,7 +261,9 @@ def timm_model(model_name: str = "resnet18", pretrained: bool = False, num_class
             setattr(model, attr, timm_cfg[attr])
 
     def check_input(module, args):
-        check_tensor(args[0] if args else None, "x", ("B", chans, "H", "W"), owner=f"timm/{model_name}")
+        x = check_tensor(args[0] if args else None, "x", ("B", chans, "H", "W"), owner=f"timm/{model_name}",
+                         like=module)
+        return (x, *args[1:])
 
     model.register_forward_pre_hook(check_input)
     return model

@@ -112,7 +112,7 @@ class QNetwork(nn.Module):
         self.value = nn.Linear(width, 1) if dueling else None
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        check_tensor(obs, "obs", ("B", *self.obs_shape), owner="dqn")
+        obs = check_tensor(obs, "obs", ("B", *self.obs_shape), owner="dqn", like=self)
         if self.obs_scale != 1.0:
             obs = obs * self.obs_scale
         features = self.body(obs)

@@ -63,14 +63,16 @@ def normalized_adjacency(edge_index: torch.Tensor, num_nodes: int, dtype: torch.
     return gcn_norm(edge_index, None, num_nodes, improved=False, add_self_loops=True, dtype=dtype)
 
 
-def check_graph_inputs(x: torch.Tensor, edge_index: torch.Tensor, in_chans: int, owner: str) -> None:
+def check_graph_inputs(x: torch.Tensor, edge_index: torch.Tensor, in_chans: int, owner: str,
+                       like=None) -> torch.Tensor:
     """ValueError naming the expected layout of node features and edges, and edges out of range."""
-    check_tensor(x, "x", ("N", in_chans), owner=owner)
+    x = check_tensor(x, "x", ("N", in_chans), owner=owner, like=like)
     check_tensor(edge_index, "edge_index", (2, "E"), dtype="int", owner=owner)
     # a value check, not a shape check: an exported graph (torch.export, ONNX) cannot hold it
     if not torch.compiler.is_exporting() and edge_index.numel() and int(edge_index.max()) >= x.shape[0]:
         raise ValueError(f"{owner} expects edge_index values in 0..{x.shape[0] - 1} (x has {x.shape[0]} nodes), "
                          f"got node id {int(edge_index.max())}")
+    return x
 
 
 def example_graph(num_nodes: int, in_chans: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +123,7 @@ class GCN(nn.Module):
             conv.reset_parameters()
 
     def _hidden(self, x: torch.Tensor, edge_index: torch.Tensor):
-        check_graph_inputs(x, edge_index, self.in_chans, "gcn")
+        x = check_graph_inputs(x, edge_index, self.in_chans, "gcn", like=self)
         edges, weight = normalized_adjacency(edge_index, x.shape[0], self.convs[0].lin.weight.dtype)
         h = x
         for conv in self.convs[:-1]:
@@ -188,7 +190,7 @@ class DAGNN(nn.Module):
         return torch.stack(hops, 1)
 
     def _forward(self, x: torch.Tensor, edge_index: torch.Tensor):
-        check_graph_inputs(x, edge_index, self.in_chans, "dagnn")
+        x = check_graph_inputs(x, edge_index, self.in_chans, "dagnn", like=self)
         edges, weight = normalized_adjacency(edge_index, x.shape[0], self.lin1.weight.dtype)
         hidden = F.relu(self.lin1(feature_dropout(x, self.dropout, self.training)))
         hops = self._hops(self.lin2(F.dropout(hidden, self.dropout, self.training)), edges, weight)

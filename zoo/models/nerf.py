@@ -181,8 +181,8 @@ class RadianceField(nn.Module):
             - returns dict: rgb (N, 3) in [0, 1], depth (N,), opacity (N,), plus model-specific entries
         """
         owner = type(self).__name__
-        check_tensor(rays_o, "rays_o", ("N", 3), owner=owner)
-        check_tensor(rays_d, "rays_d", (rays_o.shape[0], 3), owner=owner)
+        rays_o = check_tensor(rays_o, "rays_o", ("N", 3), owner=owner, like=self)
+        rays_d = check_tensor(rays_d, "rays_d", (rays_o.shape[0], 3), owner=owner, like=self)
         bg = torch.ones(3) if background is None else torch.as_tensor(background, dtype=torch.float32)
         bg = bg.to(rays_o.device, rays_o.dtype).expand(rays_o.shape[0], 3)
         return self.render_rays(rays_o, F.normalize(rays_d, dim=-1), bg)

@@ -370,7 +370,7 @@ class PatchCore(nn.Module):
             - images: (B, 3, H, W) float in [0, 1].
             - output: {"score": (B,), "anomaly_map": (B, H, W)}, both in feature-distance units.
         """
-        check_tensor(images, "images", ("B", 3, "H", "W"), owner="patchcore")
+        images = check_tensor(images, "images", ("B", 3, "H", "W"), owner="patchcore", like=self)
         b = len(images)
         feats, (h, w) = self.embed(images)
         bank = self.memory_bank.float()

@@ -124,7 +124,7 @@ class UNet3D(nn.Module):
             nn.Conv3d(c, num_classes, kernel_size=1) for c in widths[1:-1]) if deep_supervision else None
 
     def forward(self, x: torch.Tensor, return_aux: bool = False):
-        check_tensor(x, "x", ("B", self.in_chans, "D", "H", "W"), owner="unet3d")
+        x = check_tensor(x, "x", ("B", self.in_chans, "D", "H", "W"), owner="unet3d", like=self)
         if any(s % self.divisor for s in x.shape[2:]):
             raise ValueError(f"unet3d expects D, H, W divisible by {self.divisor}, got {tuple(x.shape[2:])}; "
                              "use model.segment(volume) for volumes of any size")
@@ -217,7 +217,7 @@ def sliding_window_segment(model: nn.Module, volume: torch.Tensor, patch_size: i
         raise ValueError(f"segment: sw_batch_size must be >= 1, got {sw_batch_size}")
     unbatched = isinstance(volume, torch.Tensor) and volume.ndim == 4
     x = volume[None] if unbatched else volume
-    check_tensor(x, "volume", ("B", "C", "D", "H", "W"), owner="segment")
+    x = check_tensor(x, "volume", ("B", "C", "D", "H", "W"), owner="segment")
     patch = _triple(patch_size, "patch_size")
     divisor = getattr(model, "divisor", 1)
     if any(p % divisor for p in patch):

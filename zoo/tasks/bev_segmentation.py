@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from zoo.data import bev as D
 from zoo.engine import sequential_batches
-from zoo.recipes import NUM, OPT_STR
+from zoo.recipes import NUM, OPT_STR, fields_from_defaults
 from zoo.recipes import F as Field
 from zoo.tasks.base import Data, Task, TensorBatches, unwrap
 
@@ -197,26 +197,25 @@ class BevSegmentation(Task):
         "source": Field(str, "synthetic", "synthetic | json"),
         "root": Field(OPT_STR, None, "json: the samples.json file, or a folder holding it (implies source json)"),
         "seed": Field(int, 0, "synthetic: scenes; json: the validation/test split"),
-        "n_train": Field(int, 3000, "synthetic: training scenes"),
-        "n_val": Field(int, 100, "synthetic: validation scenes (checkpoint selection)"),
-        "n_test": Field(int, 300, "synthetic: held-out test scenes (the card's metrics)"),
-        "val_fraction": Field(NUM, 0.1, "json: share of samples for validation (and as many for testing)"),
+        "n_train": Field(int, 3000, "synthetic: training scenes", ge=1),
+        "n_val": Field(int, 100, "synthetic: validation scenes (checkpoint selection)", ge=1),
+        "n_test": Field(int, 300, "synthetic: held-out test scenes (the card's metrics)", ge=1),
+        "val_fraction": Field(NUM, 0.1, "json: share of samples for validation (and as many for testing)",
+                              gt=0, lt=0.5),
         "image_size": Field(list, [64, 112], "[H, W] of every camera image (json images are resized)"),
         "grid": Field(list, [50, 50], "synthetic: [X, Y] BEV cells (json: from the file)"),
         "x_range": Field(list, [-25.0, 25.0], "synthetic: metres along ego x (json: from the file)"),
         "y_range": Field(list, [-25.0, 25.0], "synthetic: metres along ego y (json: from the file)"),
         "vehicles": Field(list, [4, 14], "synthetic: [min, max] vehicles per scene"),
         "pedestrians": Field(list, [0, 8], "synthetic: [min, max] pedestrians per scene"),
-        "supersample": Field(int, 1, "synthetic: rays per pixel per axis"),
-        "rig_jitter": Field(NUM, 1.0, "synthetic: per-scene camera rotation noise, degrees"),
+        "supersample": Field(int, 1, "synthetic: rays per pixel per axis", ge=1),
+        "rig_jitter": Field(NUM, 1.0, "synthetic: per-scene camera rotation noise, degrees", ge=0),
         "cache": Field(bool, True, "synthetic: keep generated scenes in ~/.cache/zoo/bev_scenes (D.cache_dir())"),
-        "centre_weight": Field(NUM, 1.0, "weight of the centre-heatmap loss"),
-        "dice_weight": Field(NUM, 1.0, "weight of the soft-Dice loss"),
-        "depth_weight": Field(NUM, 1.0, "weight of the per-pixel depth loss (where the data has depth maps)"),
+        "centre_weight": Field(NUM, 1.0, "weight of the centre-heatmap loss", ge=0),
+        "dice_weight": Field(NUM, 1.0, "weight of the soft-Dice loss", ge=0),
+        "depth_weight": Field(NUM, 1.0, "weight of the per-pixel depth loss (where the data has depth maps)", ge=0),
     }
-    AUGMENT_SCHEMA = {"enabled": Field(bool, True),
-                      **{k: Field(list if isinstance(v, list) else (bool if isinstance(v, bool) else NUM), v)
-                         for k, v in AUGMENT_DEFAULTS.items()}}
+    AUGMENT_SCHEMA = {"enabled": Field(bool, True), **fields_from_defaults(AUGMENT_DEFAULTS)}
 
     # ----------------------------------------------------------------- data
     def build_data(self, cfg: dict, ctx) -> Data:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from zoo.data import images as I
 from zoo.engine import sequential_batches
-from zoo.recipes import NUM, OPT_STR
+from zoo.recipes import NUM, OPT_STR, PROB
 from zoo.recipes import F as Field
 from zoo.samples import sample_dir
 from zoo.tasks.base import Data, Task, TensorBatches, unwrap
@@ -184,25 +184,26 @@ class ClassificationTask(Task):
     DATA_SCHEMA = {
         "dataset": Field(str, "folder", "fashion_mnist | digits | folder | csv"),
         "root": Field(OPT_STR, None, "folder or CSV for folder/csv; idx files for fashion_mnist (default: found)"),
-        "val_size": Field(NUM, 0.1, "held out of train for checkpoint selection: a fraction, a count, or 0"),
+        "val_size": Field(NUM, 0.1, "held out of train for checkpoint selection: a fraction, a count, or 0", ge=0),
         "split_seed": Field(int, 0, "seed of the stratified validation split and of train_limit"),
-        "train_limit": Field((int, type(None)), None, "use a stratified subset of this many training images"),
+        "train_limit": Field((int, type(None)), None, "use a stratified subset of this many training images", ge=1),
         "image_size": Field((list, type(None)), None, "[H, W]: resize folder/CSV images when they are read"),
         "input_size": Field((list, type(None)), None, "[H, W] the model sees, resized per batch (default: image size)"),
-        "channels": Field((int, type(None)), None, "1 or 3: force grey or RGB (default: from the images)"),
+        "channels": Field((int, type(None)), None, "1 or 3: force grey or RGB (default: from the images)", ge=1),
         "download": Field(bool, True, "fashion_mnist: let torchvision download it when no local copy exists"),
     }
     AUGMENT_SCHEMA = {
         "enabled": Field(bool, True),
-        "pad": Field(int, 0, "pad each side by this many pixels before the crop (random translation)"),
+        "pad": Field(int, 0, "pad each side by this many pixels before the crop (random translation)", ge=0),
         "scale": Field(list, [1.0, 1.0], "range of the crop's area, as a fraction of the unpadded image"),
         "ratio": Field(list, [1.0, 1.0], "range of the crop's aspect ratio, relative to the image's"),
         "hflip": Field(bool, True, "mirror half of the images (off for digits and text)"),
         "color_jitter": Field((int, float, list), 0.0, "brightness/contrast/saturation(/hue); RGB only"),
-        "label_smoothing": Field(NUM, 0.0, "cross-entropy label smoothing"),
+        "label_smoothing": Field(NUM, 0.0, "cross-entropy label smoothing", ge=0, lt=1),
         "resize_from": Field((int, type(None)), None,
                              "progressive resizing: train at this many pixels (shorter side) at the start"),
-        "resize_until": Field(NUM, 0.75, "share of training at which progressive resizing reaches the full size"),
+        "resize_until": Field(NUM, 0.75, "share of training at which progressive resizing reaches the full size",
+                              **PROB),
         "tta": Field(list, [], "test-time augmentation for evaluation and predict: [flip], [shift] or both "
                                "(softmax averaged over the views); stored in the card's input_spec"),
     }

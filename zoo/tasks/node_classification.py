@@ -96,7 +96,7 @@ class NodeClassificationTask(Task):
         "undirected": Field(bool, True, "CSV graphs: add the reverse of every edge"),
         "split": Field(list, [0.6, 0.2, 0.2], "train/val/test fractions of the labelled nodes (graphs without masks)"),
         "split_seed": Field(int, 0),
-        "seeds": Field(int, 1, "train this many seeds and report the mean/std of the test metrics"),
+        "seeds": Field(int, 1, "train this many seeds and report the mean/std of the test metrics", ge=1),
         "sparse_features": Field(bool, True, "keep features with under 10% non-zeros as a sparse CSR tensor"),
     }
 

@@ -117,21 +117,22 @@ class NovelView(Task):
         "source": Field(str, "lego", "lego | folder | procedural"),
         "root": Field(OPT_STR, None, "lego: default data_root()/nerf_synthetic/lego; folder: the scene; "
                                      "procedural: where it is written (default: a temp folder)"),
-        "image_size": Field((int, type(None)), 100, "training images' longer side (area-averaged); null = as stored"),
+        "image_size": Field((int, type(None)), 100, "training images' longer side (area-averaged); null = as stored",
+                            ge=1),
         "eval_sizes": Field(list, [100], "longer sides at which held-out views are rendered; the first gives "
                                          "psnr/ssim, every size psnr_<size>/ssim_<size>"),
-        "holdout_every": Field(int, 10, "views 0, k, 2k, ... of the training file are held out"),
+        "holdout_every": Field(int, 10, "views 0, k, 2k, ... of the training file are held out", ge=1),
         "eval_split": Field(str, "holdout", "holdout | val | test (transforms_<split>.json)"),
-        "val_views": Field((int, type(None)), 2, "held-out views rendered by the evaluations during training"),
-        "max_eval_views": Field((int, type(None)), None, "cap on the views of the final evaluation"),
-        "max_train_views": Field((int, type(None)), None, "use only the first k training views"),
+        "val_views": Field((int, type(None)), 2, "held-out views rendered by the evaluations during training", ge=0),
+        "max_eval_views": Field((int, type(None)), None, "cap on the views of the final evaluation", ge=1),
+        "max_train_views": Field((int, type(None)), None, "use only the first k training views", ge=1),
         "background": Field(list, [1.0, 1.0, 1.0], "evaluation background colour"),
         "random_background": Field(bool, True, "train on random background colours"),
         "samples_per_step": Field((int, type(None)), 32768, "nerf: shade about this many samples per step "
-                                                            "(fewer rays early on); null = the whole batch"),
+                                                            "(fewer rays early on); null = the whole batch", ge=1),
         "occupancy_warmup": Field(int, 256, "nerf from pretrained weights: steps before the occupancy grid "
-                                            "starts skipping empty space"),
-        "pose_scale": Field(NUM, 1.0, "camera centres become (c - pose_offset) * pose_scale"),
+                                            "starts skipping empty space", ge=0),
+        "pose_scale": Field(NUM, 1.0, "camera centres become (c - pose_offset) * pose_scale", gt=0),
         "pose_offset": Field(list, [0.0, 0.0, 0.0]),
         "procedural": {"views": Field(int, 40), "size": Field(int, 100), "seed": Field(int, 0)},
     }

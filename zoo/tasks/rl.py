@@ -46,28 +46,28 @@ import torch.nn.functional as F
 from zoo.data.envs import EnvSource, env_source, is_atari
 from zoo.engine.optim import build_optimizer, build_scheduler
 from zoo.engine.state import rng_state, set_rng_state
-from zoo.recipes import NUM
+from zoo.recipes import NUM, PROB
 from zoo.recipes import F as Field
 from zoo.tasks.base import Data, Task
 
 ALGO_SCHEMA = {
-    "total_steps": Field(int, 50_000, "environment steps, summed over the vectorised envs"),
-    "buffer_size": Field(int, 100_000, "replay capacity in transitions"),
-    "learning_starts": Field(int, 1_000, "env steps of exploration before the first update"),
-    "train_every": Field(int, 1, "env steps between rounds of updates"),
-    "gradient_steps": Field(int, 1, "updates per round"),
-    "gamma": Field(NUM, 0.99),
-    "n_step": Field(int, 1, "n-step returns (1: plain one-step TD)"),
+    "total_steps": Field(int, 50_000, "environment steps, summed over the vectorised envs", ge=1),
+    "buffer_size": Field(int, 100_000, "replay capacity in transitions", ge=1),
+    "learning_starts": Field(int, 1_000, "env steps of exploration before the first update", ge=0),
+    "train_every": Field(int, 1, "env steps between rounds of updates", ge=1),
+    "gradient_steps": Field(int, 1, "updates per round", ge=1),
+    "gamma": Field(NUM, 0.99, **PROB),
+    "n_step": Field(int, 1, "n-step returns (1: plain one-step TD)", ge=1),
     "double": Field(bool, True, "Double DQN: the online net picks the next action, the target net values it"),
-    "target_update": Field(int, 1_000, "updates between hard target copies (when tau == 1)"),
-    "tau": Field(NUM, 1.0, "Polyak factor applied every update when < 1"),
+    "target_update": Field(int, 1_000, "updates between hard target copies (when tau == 1)", ge=1),
+    "tau": Field(NUM, 1.0, "Polyak factor applied every update when < 1", gt=0, le=1),
     "loss": Field(str, "huber", "huber | mse"),
-    "eps_start": Field(NUM, 1.0),
-    "eps_end": Field(NUM, 0.05),
-    "eps_fraction": Field(NUM, 0.1, "fraction of total_steps over which epsilon decays linearly"),
+    "eps_start": Field(NUM, 1.0, **PROB),
+    "eps_end": Field(NUM, 0.05, **PROB),
+    "eps_fraction": Field(NUM, 0.1, "fraction of total_steps over which epsilon decays linearly", **PROB),
     "reward_clip": Field(bool, False, "learn from sign(reward) (Atari); logged returns stay raw"),
-    "eval_every": Field(int, 0, "env steps between evaluations during training (0: none)"),
-    "eval_episodes": Field(int, 10, "episodes of each evaluation during training"),
+    "eval_every": Field(int, 0, "env steps between evaluations during training (0: none)", ge=0),
+    "eval_episodes": Field(int, 10, "episodes of each evaluation during training", ge=1),
     "keep_best": Field(bool, True, "end with the weights of the best evaluation during training"),
     "stop_return": Field((int, float, type(None)), None, "stop once an evaluation during training reaches it"),
     "save_buffer": Field(bool, True, "store the replay buffer in checkpoints (exact resume)"),
@@ -254,13 +254,13 @@ class RLTask(Task):
     DATA_SCHEMA = {
         "env": Field(str, "CartPole-v1", "gymnasium id, MinAtar/..., ALE/... or package.module:EnvClass"),
         "env_kwargs": Field(dict, {}, "keyword arguments for gymnasium.make / the env class"),
-        "max_episode_steps": Field((int, type(None)), None, "extra time limit (truncation)"),
-        "num_envs": Field(int, 4, "vectorised training envs"),
+        "max_episode_steps": Field((int, type(None)), None, "extra time limit (truncation)", ge=1),
+        "num_envs": Field(int, 4, "vectorised training envs", ge=1),
         "vector": Field(str, "sync", "sync | async (async: no env snapshot in checkpoints)"),
-        "eval_episodes": Field(int, 100, "episodes of the final evaluation (and of zoo eval)"),
+        "eval_episodes": Field(int, 100, "episodes of the final evaluation (and of zoo eval)", ge=1),
         "eval_seed": Field(int, 1_000_000, "seed of the evaluation episodes (apart from training seeds)"),
-        "eval_epsilon": Field(NUM, 0.0, "exploration during evaluation (0.05 is usual on Atari)"),
-        "eval_num_envs": Field(int, 10, "vectorised evaluation envs"),
+        "eval_epsilon": Field(NUM, 0.0, "exploration during evaluation (0.05 is usual on Atari)", **PROB),
+        "eval_num_envs": Field(int, 10, "vectorised evaluation envs", ge=1),
         "algo": ALGO_SCHEMA,
     }
     smoke_overrides = ("data.algo.total_steps=64", "data.algo.learning_starts=32", "data.algo.buffer_size=256",

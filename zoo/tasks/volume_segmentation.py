@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from zoo.data import volumes as V
 from zoo.deps import require
-from zoo.recipes import NUM, OPT_STR
+from zoo.recipes import NUM, OPT_STR, PROB, fields_from_defaults
 from zoo.recipes import F as Field
 from zoo.samples import sample_dir
 from zoo.tasks.base import Data, Task, unwrap
@@ -80,28 +80,27 @@ class VolumeSegmentation(Task):
         "source": Field(str, "mni152", "mni152 | synthetic | folder"),
         "root": Field(OPT_STR, None, "folder source: a folder with images/ and labels/"),
         "patch_size": Field((int, list), 48, "training patch (and sliding-window tile)"),
-        "patches": Field(int, 2000, "training patch positions drawn once; one epoch visits each"),
-        "foreground_ratio": Field(NUM, 0.5, "share of patches centred on a foreground voxel"),
+        "patches": Field(int, 2000, "training patch positions drawn once; one epoch visits each", ge=1),
+        "foreground_ratio": Field(NUM, 0.5, "share of patches centred on a foreground voxel", **PROB),
         "seed": Field(int, 0, "patch positions, generated volumes, folder split"),
-        "overlap": Field(NUM, 0.5, "sliding-window overlap in evaluation"),
-        "sw_batch_size": Field(int, 4, "tiles per forward pass in evaluation"),
-        "resolution_mm": Field(NUM, 2, "mni152/colin27: voxel size (block average of the 1 mm files)"),
+        "overlap": Field(NUM, 0.5, "sliding-window overlap in evaluation", ge=0, lt=1),
+        "sw_batch_size": Field(int, 4, "tiles per forward pass in evaluation", ge=1),
+        "resolution_mm": Field(NUM, 2, "mni152/colin27: voxel size (block average of the 1 mm files)", gt=0),
         "test_from_mm": Field(NUM, 0.0, "mni152: the test region is MNI y >= this (anterior)"),
         "gap_mm": Field(NUM, 10.0, "mni152: training patches end this far before the test region"),
         "colin27": Field(bool, True, "mni152: also report grey-matter Dice on Colin27 (AAL)"),
         "colin27_dir": Field(str, V.COLIN27_DIR),
         "shape": Field(list, [96, 96, 96], "synthetic: volume shape"),
-        "n_train": Field(int, 16, "synthetic: training volumes"),
-        "n_val": Field(int, 2, "synthetic: validation volumes"),
-        "n_test": Field(int, 8, "synthetic: test volumes"),
-        "noise": Field(NUM, 0.2, "synthetic: noise std (object contrast 0.3-1)"),
-        "bias": Field(NUM, 0.3, "synthetic: bias-field strength (log scale)"),
-        "val_fraction": Field(NUM, 0.2, "folder: share of cases held out for validation (1: evaluate all)"),
+        "n_train": Field(int, 16, "synthetic: training volumes", ge=1),
+        "n_val": Field(int, 2, "synthetic: validation volumes", ge=0),
+        "n_test": Field(int, 8, "synthetic: test volumes", ge=1),
+        "noise": Field(NUM, 0.2, "synthetic: noise std (object contrast 0.3-1)", ge=0),
+        "bias": Field(NUM, 0.3, "synthetic: bias-field strength (log scale)", ge=0),
+        "val_fraction": Field(NUM, 0.2, "folder: share of cases held out for validation (1: evaluate all)", **PROB),
         "num_classes": Field((int, type(None)), None, "folder: classes (default: largest label + 1)"),
         "labels": Field((list, type(None)), None, "folder: class names (default: class0, class1, ...)"),
     }
-    AUGMENT_SCHEMA = {"enabled": Field(bool, True),
-                      **{k: Field(list if isinstance(v, list) else NUM, v) for k, v in AUGMENT_DEFAULTS.items()}}
+    AUGMENT_SCHEMA = {"enabled": Field(bool, True), **fields_from_defaults(AUGMENT_DEFAULTS)}
 
     # ----------------------------------------------------------------- data
     def build_data(self, cfg: dict, ctx) -> Data:
