@@ -19,6 +19,7 @@ from its image or an unreadable file raise a ValueError naming the file.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -216,13 +217,20 @@ _TEST_BOXES = ((0, 248, 264, 512), (264, 512, 0, 248))
 _WHOLE = ((0, 512, 0, 512),)
 
 
+def check_texture(name: str) -> str:
+    if name not in TEXTURES:
+        raise ValueError(f"texture benchmark: unknown texture {name!r}; choose one of {', '.join(TEXTURES)}")
+    return name
+
+
+@functools.lru_cache(maxsize=None)
 def _texture(name: str) -> np.ndarray:
     import skimage.data
 
-    if name not in TEXTURES:
-        raise ValueError(f"texture benchmark: unknown texture {name!r}; choose one of {', '.join(TEXTURES)}")
-    grey = getattr(skimage.data, name)().astype(np.float32) / 255.0
-    return np.clip(grey[..., None] * np.array(_TINTS[name], np.float32), 0.0, 1.0)
+    grey = getattr(skimage.data, check_texture(name))().astype(np.float32) / 255.0
+    tex = np.clip(grey[..., None] * np.array(_TINTS[name], np.float32), 0.0, 1.0)
+    tex.setflags(write=False)  # cached and shared: read only
+    return tex
 
 
 def _crop(tex: np.ndarray, boxes, size: int, rng: np.random.Generator, crop: int = _CROP) -> np.ndarray:
@@ -343,15 +351,30 @@ def make_texture_benchmark(texture: str, root: str | os.PathLike | None = None, 
         The category folder (read it with `read_mvtec`). An existing complete folder is reused; a new
         one is written to a temporary folder and renamed, so concurrent runs never see half of one.
     """
-    from PIL import Image
-
     if n_train < 1 or n_test < 1:
         raise ValueError(f"texture benchmark: n_train and n_test must be >= 1, got {n_train}, {n_test}")
+    check_texture(texture)
     dest = texture_benchmark_dir(texture, n_train, n_test, image_size, seed, root)
+    meta = {"texture": texture, "n_train": n_train, "n_test": n_test, "image_size": image_size, "seed": seed,
+            "defects": list(DEFECTS), "generator_version": GENERATOR_VERSION, "source": f"skimage.data.{texture}"}
+    return write_planted(dest, texture, _PLANT, np.random.default_rng([seed, TEXTURES.index(texture)]), meta)
+
+
+def write_planted(dest: Path, texture: str, plant: dict, rng: np.random.Generator, meta: dict) -> Path:
+    """Write (once) an MVTec-layout folder of defects planted on crops of `texture`.
+
+    `meta["n_train"]` normal crops from the training quadrants go to train/good, `meta["n_test"]` crops
+    from the test quadrants to test/good and to test/<kind> for each `plant` kind (a function
+    (image, rng, texture) -> (image, bool mask)), with masks in ground_truth/<kind>/. The folder is
+    written to a temporary folder and renamed, so concurrent runs never see half of one; an existing
+    complete folder (benchmark.json present) is reused. Shared by the benchmark and the held-out
+    generator (`zoo.data.defects_heldout`), so the two differ only in their defects.
+    """
+    from PIL import Image
+
     if (dest / "benchmark.json").is_file():
         return dest
-    tex = _texture(texture)
-    rng = np.random.default_rng([seed, TEXTURES.index(texture)])
+    tex, size, n_test = _texture(texture), meta["image_size"], meta["n_test"]
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
     try:
@@ -360,21 +383,19 @@ def make_texture_benchmark(texture: str, root: str | os.PathLike | None = None, 
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray((np.clip(arr, 0, 1) * 255).round().astype(np.uint8)).save(path)
 
-        for i in range(n_train):
-            save(_crop(tex, _TRAIN_BOXES, image_size, rng), f"train/good/{i:03d}.png")
+        for i in range(meta["n_train"]):
+            save(_crop(tex, _TRAIN_BOXES, size, rng), f"train/good/{i:03d}.png")
         for i in range(n_test):
-            save(_crop(tex, _TEST_BOXES, image_size, rng), f"test/good/{i:03d}.png")
-        for kind in DEFECTS:
+            save(_crop(tex, _TEST_BOXES, size, rng), f"test/good/{i:03d}.png")
+        for kind, fn in plant.items():
             for i in range(n_test):
-                img, mask = _PLANT[kind](_crop(tex, _TEST_BOXES, image_size, rng), rng, tex)
+                img, mask = fn(_crop(tex, _TEST_BOXES, size, rng), rng, tex)
                 save(img, f"test/{kind}/{i:03d}.png")
                 save(mask.astype(np.float32), f"ground_truth/{kind}/{i:03d}_mask.png")
-        meta = {"texture": texture, "n_train": n_train, "n_test": n_test, "image_size": image_size, "seed": seed,
-                "defects": list(DEFECTS), "generator_version": GENERATOR_VERSION, "source": f"skimage.data.{texture}"}
         (tmp / "benchmark.json").write_text(json.dumps(meta, indent=2) + "\n")
         try:
             os.rename(tmp, dest)
-        except OSError:  # another process finished the same benchmark first: theirs is identical
+        except OSError:  # another process finished the same folder first: theirs is identical
             if not (dest / "benchmark.json").is_file():
                 raise
     finally:
