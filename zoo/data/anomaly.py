@@ -8,11 +8,13 @@
 The MVTec AD layout (also the format for your own data):
 
     ROOT/train/good/*.png                     normal images only (the memory bank is built from these)
-    ROOT/test/good/*.png                      normal test images
+    ROOT/test/good/*.png                      normal test images (test/ is optional: see below)
     ROOT/test/<defect>/*.png                  anomalous test images, one folder per defect type
     ROOT/ground_truth/<defect>/<stem>_mask.png  pixel masks (non-zero = defect), same size as the image
 
-Images may be PNG, JPEG, BMP or TIFF, grey or colour (grey is repeated to three channels). Every
+A folder of normal images alone also works (anomalib's Folder style): ROOT/*.png, or ROOT/train/good
+without ROOT/test. Then there is no test split; the detector is fitted and its thresholds chosen on
+held-out normals. Images may be PNG, JPEG, BMP or TIFF, grey or colour (grey is repeated to three channels). Every
 file is checked (headers only) before anything is decoded: a missing mask, a mask whose size differs
 from its image or an unreadable file raise a ValueError naming the file.
 """
@@ -98,26 +100,27 @@ def _header_size(path: Path) -> tuple[int, int]:
 def scan_mvtec(root: str | os.PathLike) -> dict:
     """Check an MVTec AD category folder and list its files; nothing is decoded yet.
 
-    Returns {"train": [paths], "test": [(path, kind, mask_path or None)]}. Raises ValueError naming
-    the folder or file when the layout is wrong, a mask is missing or a mask's size differs from
-    its image's.
+    Returns {"train": [paths], "test": [(path, kind, mask_path or None)]} ("test" empty when the folder
+    has no test/ split, or holds normal images only). Raises ValueError naming the folder or file when
+    the layout is wrong, a mask is missing or a mask's size differs from its image's.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
         raise ValueError(f"MVTec data: {root} is not a directory (expected ROOT/train/good, ROOT/test/<defect>, "
-                         "ROOT/ground_truth/<defect>/*_mask.png)")
+                         "ROOT/ground_truth/<defect>/*_mask.png, or a folder of normal images)")
     train_dir = root / "train" / "good"
     if not train_dir.is_dir():
-        raise ValueError(f"MVTec data: {train_dir} is missing: normal training images go in ROOT/train/good/")
+        if image_files(root):  # a plain folder of normal images
+            train_dir = root
+        else:
+            raise ValueError(f"MVTec data: {train_dir} is missing and {root} holds no images: normal training "
+                             f"images go in ROOT/train/good/ (or directly in ROOT)")
     train = image_files(train_dir)
     if not train:
         raise ValueError(f"MVTec data: {train_dir} holds no images ({', '.join(IMAGE_EXTS)})")
     test_dir = root / "test"
-    if not test_dir.is_dir():
-        raise ValueError(f"MVTec data: {test_dir} is missing: test images go in ROOT/test/good/ "
-                         "and ROOT/test/<defect>/")
     test = []
-    for folder in sorted(p for p in test_dir.iterdir() if p.is_dir()):
+    for folder in sorted(p for p in test_dir.iterdir() if p.is_dir()) if test_dir.is_dir() else []:
         kind = folder.name
         for img in image_files(folder):
             mask = None
@@ -127,7 +130,7 @@ def scan_mvtec(root: str | os.PathLike) -> dict:
                     raise ValueError(f"MVTec data: {img} has no mask: expected {mask} "
                                      "(a PNG, non-zero where the defect is, same size as the image)")
             test.append((img, kind, mask))
-    if not test:
+    if test_dir.is_dir() and not test:
         raise ValueError(f"MVTec data: {test_dir} holds no images in test/good/ or test/<defect>/")
     sizes = {}
     for path in train + [t[0] for t in test]:
@@ -178,7 +181,8 @@ def read_mvtec(root: str | os.PathLike, image_size: int | None = 224, n_train: i
         n_test: at most this many test images per test folder (good and each defect); None = all.
 
     Returns:
-        (train, test): train holds only normal images (masks of zeros), test normal and anomalous ones.
+        (train, test): train holds only normal images (masks of zeros), test normal and anomalous ones
+        (None when the folder has no test split).
     """
     root = Path(root).expanduser()
     found = scan_mvtec(root)
@@ -200,7 +204,7 @@ def read_mvtec(root: str | os.PathLike, image_size: int | None = 224, n_train: i
         return AnomalySet(torch.from_numpy(images), torch.tensor(labels), torch.from_numpy(masks),
                           [kind for _, kind, _ in items], [str(p.relative_to(root)) for p, _, _ in items])
 
-    return build([(p, "good", None) for p in train_files]), build(test_items)
+    return build([(p, "good", None) for p in train_files]), build(test_items) if test_items else None
 
 
 # --------------------------------------------------------------------------- texture benchmark
@@ -223,7 +227,7 @@ def check_texture(name: str) -> str:
     return name
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _texture(name: str) -> np.ndarray:
     import skimage.data
 
