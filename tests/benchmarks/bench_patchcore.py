@@ -15,6 +15,7 @@ Everything goes through the recipes' own path (task.build_data -> zoo.create -> 
     python tests/benchmarks/bench_patchcore.py --heldout [--threads 2] [--set model.args.KEY=VALUE ...]
     python tests/benchmarks/bench_patchcore.py --validation [--set model.args.KEY=VALUE ...]
     python tests/benchmarks/bench_patchcore.py --fashion [--quick]
+    python tests/benchmarks/bench_patchcore.py --pictures docs/models/img   # the docs page's pictures
 """
 
 from __future__ import annotations
@@ -113,6 +114,20 @@ def fashion(a) -> None:
     print(f"mean image AUROC over {len(aurocs)} classes: {statistics.mean(aurocs):.4f}")
 
 
+def pictures(a) -> None:
+    """Per published tag: the benchmark's defects and the held-out kinds, each with its heatmap."""
+    from pathlib import Path
+
+    import zoo
+    from zoo.tasks import get_task
+
+    task = get_task("anomaly_detection")
+    for texture in a.textures:
+        model = zoo.create(f"patchcore.{texture}", pretrained=True)
+        for heldout, name in ((False, f"patchcore_{texture}.png"), (True, f"patchcore_heldout_{texture}.png")):
+            print(task.draw_sample(model, Path(a.pictures) / name, heldout=heldout), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="small data, one texture, two ratios")
@@ -123,12 +138,16 @@ def main() -> None:
     ap.add_argument("--heldout", action="store_true", help="benchmark and held-out defects, per kind")
     ap.add_argument("--validation", action="store_true", help="benchmarks of seeds 1 and 2 only (choosing settings)")
     ap.add_argument("--set", nargs="+", default=[], help="recipe overrides for --heldout/--validation")
+    ap.add_argument("--pictures", metavar="DIR", help="draw the docs pictures of the published tags into DIR")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     if a.fashion:
         fashion(a)
         return
     a.textures = a.textures or (["brick"] if a.quick else ["brick", "grass", "gravel"])
+    if a.pictures:
+        pictures(a)
+        return
     if a.heldout or a.validation:
         heldout(a)
         return

@@ -230,10 +230,11 @@ class AnomalyDetection(Task):
         score and verdict), `<name>_heatmap.png` (the bare overlay at the input's size), `<name>_mask.png`
         (the predicted defect mask) and scores.json.
 
-        `inputs`: an image file or a folder of images (any size; the map comes back at that size), or
+        `inputs`: an image file or a folder of images (any size; the map comes back at that size),
         nothing for one generated sample of each planted defect (and a normal crop) of the model's
-        texture. Ground truth is drawn for generated samples and for files in an MVTec layout
-        (ROOT/test/<kind>/<stem>.* with ROOT/ground_truth/<kind>/<stem>_mask.png).
+        texture, or "heldout" for one sample of each held-out defect kind (`zoo.data.defects_heldout`).
+        Ground truth is drawn for generated samples and for files in an MVTec layout (ROOT/test/<kind>/
+        <stem>.* with ROOT/ground_truth/<kind>/<stem>_mask.png).
         """
         from PIL import Image
 
@@ -243,7 +244,9 @@ class AnomalyDetection(Task):
                              "(zoo train / zoo finetune patchcore --data FOLDER_OF_NORMAL_IMAGES)")
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        if inputs:
+        if not inputs or (inputs == "heldout" and not Path(inputs).exists()):
+            items = [(name, *sample) for name, sample in _samples(self._texture_of(model), bool(inputs))]
+        else:
             src = Path(inputs)
             files = A.image_files(src) if src.is_dir() else [src]
             if not files or not all(f.is_file() for f in files):
@@ -253,9 +256,6 @@ class AnomalyDetection(Task):
             for f in files:
                 with Image.open(f) as im:
                     items.append((f.stem, np.asarray(im.convert("RGB"), np.float32) / 255.0, _ground_truth(f)))
-        else:
-            texture = self._texture_of(model)
-            items = [(f"{texture}_{kind}", *A.texture_sample(texture, kind)) for kind in (*A.DEFECTS, "good")]
         paths, report = [], {}
         for name, image, truth in items:
             result = score_image(net, image)
@@ -271,18 +271,25 @@ class AnomalyDetection(Task):
                                                          "images": report}, indent=2) + "\n")
         return paths + [out_dir / "scores.json"]
 
-    def draw_sample(self, model, out_path: Path) -> Path:
-        """Each planted defect on the model's texture: input, heatmap and ground truth, with score and verdict."""
+    def draw_sample(self, model, out_path: Path, heldout: bool = False) -> Path:
+        """Each planted defect (or held-out kind) on the model's texture: input, heatmap and ground truth,
+        with score and verdict, side by side."""
         from PIL import Image
 
         net = unwrap(model).eval()
-        texture = self._texture_of(model)
-        tiles = []
-        for kind in A.DEFECTS:
-            image, truth = A.texture_sample(texture, kind)
-            tiles.append(panel(image, score_image(net, image), truth, vertical=True))
+        tiles = [panel(image, score_image(net, image), truth, vertical=True)
+                 for _, (image, truth) in _samples(self._texture_of(model), heldout) if _ != "good"]
         Image.fromarray(np.concatenate(tiles, 1)).save(out_path)
         return Path(out_path)
+
+
+def _samples(texture: str, heldout: bool) -> list[tuple[str, tuple[np.ndarray, np.ndarray]]]:
+    """(name, (image, mask)): one generated crop per benchmark defect and a normal one, or per held-out kind."""
+    if heldout:
+        from zoo.data.defects_heldout import HELDOUT_DEFECTS, heldout_sample
+
+        return [(f"{texture}_{kind}", heldout_sample(texture, kind)) for kind in HELDOUT_DEFECTS]
+    return [(f"{texture}_{kind}", A.texture_sample(texture, kind)) for kind in (*A.DEFECTS, "good")]
 
 
 def _ground_truth(path: Path) -> np.ndarray | None:
