@@ -130,6 +130,13 @@ def test_model_rejects_bad_arguments():
         PatchCore(layers=[1, 2], neighbourhood=4)
 
 
+def test_feature_dim_none_keeps_the_channels_unprojected():
+    x = torch.rand(1, 3, 64, 64)
+    model = PatchCore(layers=[1, 2], feature_dim=None, image_size=64)
+    feats, _ = model.embed(x)
+    assert feats.shape[-1] == model.feature_dim == 24 + 40 and torch.equal(model.projection, torch.eye(64))
+
+
 def test_neighbourhood_averages_wider_patches():
     x = torch.rand(1, 3, 64, 64)
     plain, _ = PatchCore(layers=[1, 2], feature_dim=8, image_size=64, neighbourhood=1).embed(x)

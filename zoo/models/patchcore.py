@@ -253,7 +253,9 @@ class PatchCore(nn.Module):
         image_size: side the input is resized to before the backbone.
         stride: stride of the patch grid, in pixels at `image_size`.
         pad: reflect padding in pixels (a multiple of `stride`).
-        feature_dim: dimension of the stored patch features (random projection).
+        feature_dim: dimension of the stored patch features (random projection); None keeps the
+            concatenated channels as they are (no projection: exact distances, and the smallest
+            bank when the layers have fewer channels than a projection would give).
         memory_size: rows of the memory bank (set by `build_memory_bank`; the card records it).
         coreset_ratio: fraction of the training patches kept by the coreset, in (0, 1].
         coreset_dim: projection dimension used while selecting the coreset.
@@ -268,7 +270,7 @@ class PatchCore(nn.Module):
     """
 
     def __init__(self, backbone: str = OFFLINE_BACKBONE, layers: Sequence[int] = (1, 2, 3), image_size: int = 224,
-                 stride: int = 8, pad: int = 16, feature_dim: int = 128, memory_size: int = 1,
+                 stride: int = 8, pad: int = 16, feature_dim: int | None = 128, memory_size: int = 1,
                  coreset_ratio: float = 0.1, coreset_dim: int = 32, num_neighbors: int = 9, sigma: float = 4.0,
                  seed: int = 0, layer_weights: Sequence[float] | None = None, neighbourhood: int = 3):
         super().__init__()
@@ -284,18 +286,20 @@ class PatchCore(nn.Module):
         if stride < 1 or image_size % stride or pad % stride or not 0 <= pad < image_size:
             raise ValueError(f"patchcore: image_size ({image_size}) and pad ({pad}) must be multiples of stride "
                              f"({stride}), with 0 <= pad < image_size")
-        if image_size < 32 or feature_dim < 1 or memory_size < 1:
+        if image_size < 32 or (feature_dim is not None and feature_dim < 1) or memory_size < 1:
             raise ValueError(f"patchcore: need image_size >= 32, feature_dim >= 1, memory_size >= 1; got "
                              f"{image_size}, {feature_dim}, {memory_size}")
         net, mean, std, channels = build_backbone(backbone, layers)
         self._frozen = (net,)  # a tuple: not a registered submodule, so not in the state dict (see above)
         self.layers = list(layers)
         self.layer_weights = [float(w) for w in layer_weights] if layer_weights is not None else None
+        feature_dim = feature_dim or sum(channels)
         self.image_size, self.stride, self.pad, self.feature_dim = image_size, stride, pad, feature_dim
         self.coreset_ratio, self.coreset_dim = coreset_ratio, coreset_dim
         self.num_neighbors, self.sigma, self.neighbourhood = num_neighbors, sigma, neighbourhood
         g = torch.Generator().manual_seed(seed)
-        projection = torch.randn(sum(channels), feature_dim, generator=g) / math.sqrt(feature_dim)
+        projection = (torch.randn(sum(channels), feature_dim, generator=g) / math.sqrt(feature_dim)
+                      if feature_dim != sum(channels) else torch.eye(feature_dim))
         self.register_buffer("projection", projection)
         # fp16 halves the published file; distances are computed in fp32 after the cast
         self.register_buffer("memory_bank", torch.zeros(memory_size, feature_dim, dtype=torch.float16))
@@ -432,7 +436,7 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
                 input_spec={"channels": 3, "size": [224, 224], "range": [0, 1],
                             "layout": "(B, 3, H, W) float in [0, 1]; resized and normalised inside"})
 def patchcore(backbone: str = OFFLINE_BACKBONE, layers: list[int] | tuple[int, ...] = (1, 2, 3), image_size: int = 224,
-              stride: int = 8, pad: int = 16, feature_dim: int = 128, memory_size: int = 1,
+              stride: int = 8, pad: int = 16, feature_dim: int | None = 128, memory_size: int = 1,
               coreset_ratio: float = 0.1, coreset_dim: int = 32, num_neighbors: int = 9, sigma: float = 4.0,
               seed: int = 0, layer_weights: list[float] | None = None, neighbourhood: int = 3) -> PatchCore:
     """PatchCore anomaly detection: frozen ImageNet backbone, coreset memory bank, NN anomaly maps."""
