@@ -323,10 +323,10 @@ _PLANT = {"scratch": _scratch, "hole": _hole, "color_spot": _color_spot, "cut_pa
 
 
 def texture_benchmark_dir(texture: str, n_train: int, n_test: int, image_size: int, seed: int,
-                          root: str | os.PathLike | None = None) -> Path:
-    """Where `make_texture_benchmark` writes a benchmark with these settings (a cache key per setting)."""
+                          root: str | os.PathLike | None = None, generator: str = f"v{GENERATOR_VERSION}") -> Path:
+    """Where `make_texture_benchmark` (or another `generator`) writes a benchmark with these settings."""
     base = Path(root).expanduser() if root is not None else cache_dir("anomaly_textures")
-    return base / f"{texture}-v{GENERATOR_VERSION}-s{seed}-train{n_train}-test{n_test}-{image_size}px"
+    return base / f"{texture}-{generator}-s{seed}-train{n_train}-test{n_test}-{image_size}px"
 
 
 def make_texture_benchmark(texture: str, root: str | os.PathLike | None = None, *, n_train: int = 100,

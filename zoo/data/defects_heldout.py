@@ -39,8 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.data.anomaly import _TEST_BOXES, TEXTURES, _crop, _texture, check_texture, write_planted
-from zoo.utils import cache_dir
+from zoo.data.anomaly import _TEST_BOXES, TEXTURES, _crop, _texture, check_texture, texture_benchmark_dir, write_planted
 
 HELDOUT_DEFECTS = ("foreign", "stain", "missing", "warp", "crack", "smear")
 HELDOUT_VERSION = 1  # bump when a kind changes: cached folders are then rebuilt
@@ -203,12 +202,6 @@ def _rng(texture: str, seed: int, *extra: int) -> np.random.Generator:
     return np.random.default_rng([zlib.crc32(b"heldout"), seed, TEXTURES.index(texture), *extra])
 
 
-def heldout_benchmark_dir(texture: str, n_train: int, n_test: int, image_size: int, seed: int,
-                          root: str | os.PathLike | None = None) -> Path:
-    base = Path(root).expanduser() if root is not None else cache_dir("anomaly_textures")
-    return base / f"{texture}-heldout-v{HELDOUT_VERSION}-s{seed}-train{n_train}-test{n_test}-{image_size}px"
-
-
 def make_heldout_benchmark(texture: str, root: str | os.PathLike | None = None, *, n_train: int = 20,
                            n_test: int = 15, image_size: int = 224, seed: int = 0) -> Path:
     """Write (once) an MVTec-layout folder of held-out defects on a scikit-image texture.
@@ -221,7 +214,7 @@ def make_heldout_benchmark(texture: str, root: str | os.PathLike | None = None, 
     if n_train < 1 or n_test < 1:
         raise ValueError(f"held-out defects: n_train and n_test must be >= 1, got {n_train}, {n_test}")
     check_texture(texture)
-    dest = heldout_benchmark_dir(texture, n_train, n_test, image_size, seed, root)
+    dest = texture_benchmark_dir(texture, n_train, n_test, image_size, seed, root, f"heldout-v{HELDOUT_VERSION}")
     meta = {"texture": texture, "n_train": n_train, "n_test": n_test, "image_size": image_size, "seed": seed,
             "defects": list(HELDOUT_DEFECTS), "generator": "zoo.data.defects_heldout",
             "generator_version": HELDOUT_VERSION, "source": f"skimage.data.{texture}"}
