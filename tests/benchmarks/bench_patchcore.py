@@ -78,7 +78,7 @@ def _kinds_row(name: str, metrics: dict) -> str:
 
 def heldout(a) -> None:
     """Fit each texture's recipe once; score the benchmark's test split and (unless --validation) the held-out one."""
-    seeds = [1, 2] if a.validation else [0]
+    seeds = a.seeds or ([1, 2] if a.validation else [0])
     for texture in a.textures:
         for seed in seeds:
             task, ctx, data, model = _setup(f"patchcore/{texture}", [*a.set, f"data.seed={seed}",
@@ -137,6 +137,7 @@ def main() -> None:
     ap.add_argument("--fashion", action="store_true", help="Fashion-MNIST one-class over the 10 classes instead")
     ap.add_argument("--heldout", action="store_true", help="benchmark and held-out defects, per kind")
     ap.add_argument("--validation", action="store_true", help="benchmarks of seeds 1 and 2 only (choosing settings)")
+    ap.add_argument("--seeds", nargs="+", type=int, help="benchmark seeds for --validation (default 1 2)")
     ap.add_argument("--set", nargs="+", default=[], help="recipe overrides for --heldout/--validation")
     ap.add_argument("--pictures", metavar="DIR", help="draw the docs pictures of the published tags into DIR")
     a = ap.parse_args()
