@@ -296,7 +296,6 @@ def test_finetune_through_the_cli(tmp_path, capsys):
     if "patchcore.brick" not in zoo.list_pretrained():
         pytest.skip("weights/patchcore.brick not exported yet")
     root = _write_mvtec(tmp_path / "cat", size=64, n_train=4)
-    # overrides before --data: the CLI's argparse does not take positionals after the option
     assert main(["finetune", "patchcore", "train.threads=1", "train.batch_size=2", "--data", str(root),
                  "--runs", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
