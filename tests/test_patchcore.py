@@ -13,7 +13,8 @@ from PIL import Image
 
 import zoo
 from zoo.data import anomaly as A
-from zoo.models.patchcore import PatchCore, efficientnet_lite0_imagenet, greedy_coreset, nearest_neighbours
+from zoo.data.defects_heldout import HELDOUT_DEFECTS, heldout_sample, make_heldout_benchmark
+from zoo.models.patchcore import PatchCore, efficientnet_lite_imagenet, greedy_coreset, nearest_neighbours
 from zoo.tasks import get_task
 
 torch.set_num_threads(1)
@@ -42,13 +43,14 @@ def _write_mvtec(root: Path, size: int = 48, n_train: int = 4) -> Path:
 # --------------------------------------------------------------------------- backbone
 
 
-def test_lite0_weights_classify_a_real_photo():
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_lite_weights_classify_a_real_photo(name):
     """The key mapping is right when the mapped network calls scikit-image's cat a cat."""
     import skimage.data
     import timm
 
-    net = timm.create_model("efficientnet_lite0", pretrained=False)
-    net.load_state_dict(efficientnet_lite0_imagenet(net), strict=True)
+    net = timm.create_model(name, pretrained=False)
+    net.load_state_dict(efficientnet_lite_imagenet(net, name), strict=True)
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.eps = 1e-3
@@ -124,6 +126,25 @@ def test_model_rejects_bad_arguments():
         PatchCore(layers=[1, 2], feature_dim=8)(torch.rand(1, 1, 32, 32))
     with pytest.raises(ValueError, match=r"layer_weights \[1.0\] must give one factor >= 0 per layer of \[1, 2\]"):
         PatchCore(layers=[1, 2], layer_weights=[1.0])
+    with pytest.raises(ValueError, match="neighbourhood must be an odd number"):
+        PatchCore(layers=[1, 2], neighbourhood=4)
+
+
+def test_feature_dim_none_keeps_the_channels_unprojected():
+    x = torch.rand(1, 3, 64, 64)
+    model = PatchCore(layers=[1, 2], feature_dim=None, image_size=64)
+    feats, _ = model.embed(x)
+    assert feats.shape[-1] == model.feature_dim == 24 + 40 and torch.equal(model.projection, torch.eye(64))
+
+
+def test_neighbourhood_averages_wider_patches():
+    x = torch.rand(1, 3, 64, 64)
+    plain, _ = PatchCore(layers=[1, 2], feature_dim=8, image_size=64, neighbourhood=1).embed(x)
+    three, _ = PatchCore(layers=[1, 2], feature_dim=8, image_size=64).embed(x)
+    five, _ = PatchCore(layers=[1, 2], feature_dim=8, image_size=64, neighbourhood=5).embed(x)
+    # wider averages are smoother: neighbouring patches differ less
+    roughness = [float((f.view(8, 8, 8)[1:] - f.view(8, 8, 8)[:-1]).abs().mean()) for f in (plain, three, five)]
+    assert roughness[0] > roughness[1] > roughness[2]
 
 
 def test_layer_weights_scale_each_layer_s_features():
@@ -179,6 +200,34 @@ def test_texture_benchmark_layout_and_determinism(tmp_path):
         A.make_texture_benchmark("marble", tmp_path)
 
 
+@pytest.mark.parametrize("kind", HELDOUT_DEFECTS)
+def test_heldout_kinds_change_the_image_where_their_mask_says(kind):
+    for texture in A.TEXTURES:
+        image, mask = heldout_sample(texture, kind, image_size=96)
+        assert image.shape == (96, 96, 3) and mask.shape == (96, 96) and mask.dtype == bool
+        assert 0.0005 < mask.mean() < 0.2, (texture, kind, mask.mean())
+        assert image.min() >= 0 and image.max() <= 1
+        again, mask2 = heldout_sample(texture, kind, image_size=96)
+        assert np.array_equal(image, again) and np.array_equal(mask, mask2)  # deterministic
+    with pytest.raises(ValueError, match="unknown kind"):
+        heldout_sample("brick", "scratch")  # a benchmark kind is not a held-out one
+
+
+def test_heldout_benchmark_layout_and_per_kind_metrics(tmp_path):
+    root = make_heldout_benchmark("brick", tmp_path, n_train=1, n_test=2, image_size=64)
+    train, test = A.read_mvtec(root, image_size=None)
+    assert sorted(set(test.kinds)) == sorted([*HELDOUT_DEFECTS, "good"]) and len(test) == 14
+    assert test.masks[test.labels == 1].flatten(1).any(1).all()
+    bench = A.make_texture_benchmark("brick", tmp_path, n_train=1, n_test=2, image_size=64)
+    assert (root / "test/good/000.png").read_bytes() != (bench / "test/good/000.png").read_bytes()
+    assert get_task("anomaly_detection").finetune_overrides("heldout") == ["data.source=heldout"]
+    # per-kind AUROCs: each kind's images against the normal ones
+    model = PatchCore(layers=[1, 2], feature_dim=16, image_size=64)
+    model.build_memory_bank(model.embed(train.get_batch(torch.arange(1))["image"])[0][0])
+    metrics = get_task("anomaly_detection").evaluate(model, test, None)
+    assert {f"image_auroc/{k}" for k in HELDOUT_DEFECTS} | {f"pixel_auroc/{k}" for k in HELDOUT_DEFECTS} <= set(metrics)
+
+
 def test_fashion_mnist_oneclass():
     from zoo.data.images import _find_fashion_mnist
 
@@ -205,9 +254,11 @@ def test_task_rejects_bad_data(tmp_path):
     root = _write_mvtec(tmp_path / "cat")
     for p in (root / "test" / "crack").iterdir():
         p.unlink()
-    recipe, _ = resolve_recipe({**base, "data": {"source": "mvtec", "root": str(root)}})
-    with pytest.raises(ValueError, match="needs normal and anomalous images"):
-        task.build_data(recipe["data"], None)
+    recipe, _ = resolve_recipe({**base, "data": {"source": "mvtec", "root": str(root), "image_size": 32}})
+    data = task.build_data(recipe["data"], None)  # normal test images only: allowed, no AUROC
+    assert data.test.labels.tolist() == [0]
+    with pytest.raises(ValueError, match=r"train/good is missing and .* holds no images"):
+        A.read_mvtec(tmp_path)
 
 
 def test_fit_evaluate_predict_on_tiny_data(tmp_path):
@@ -229,8 +280,12 @@ def test_fit_evaluate_predict_on_tiny_data(tmp_path):
     model, _ = load_for_eval(str(run_dir))
     assert float(model.image_threshold) == pytest.approx(card["threshold"]["image"])
     paths = get_task("anomaly_detection").predict(model, str(root / "test" / "crack"), tmp_path / "out")
-    assert {p.name for p in paths} == {"000_heatmap.png", "000_mask.png", "scores.json"}
+    assert {p.name for p in paths} == {"000_predict.png", "000_heatmap.png", "000_mask.png", "scores.json"}
     assert np.asarray(Image.open(tmp_path / "out" / "000_heatmap.png")).shape == (64, 64, 3)
+    # input | heatmap | ground truth (found in the MVTec layout), enlarged to 224 px, over a caption
+    assert np.asarray(Image.open(tmp_path / "out" / "000_predict.png")).shape == (256 + 44, 3 * 256, 3)
+    paths = get_task("anomaly_detection").predict(model, str(root / "train" / "good" / "000.png"), tmp_path / "o")
+    assert np.asarray(Image.open(paths[0])).shape == (256 + 44, 2 * 256, 3)  # no ground truth known
     with pytest.raises(ValueError, match="no fitted memory bank"):
         get_task("anomaly_detection").predict(zoo.create("patchcore", layers=[1, 2]), None, tmp_path / "o2")
 
@@ -241,14 +296,31 @@ def test_finetune_through_the_cli(tmp_path, capsys):
     if "patchcore.brick" not in zoo.list_pretrained():
         pytest.skip("weights/patchcore.brick not exported yet")
     root = _write_mvtec(tmp_path / "cat", size=64, n_train=4)
-    # overrides before --data: the CLI's argparse does not take positionals after the option
     assert main(["finetune", "patchcore", "train.threads=1", "train.batch_size=2", "--data", str(root),
                  "--runs", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
     assert '"image_auroc"' in out and '"pixel_auroc"' in out
     run = next((tmp_path / "runs").iterdir())
     assert main(["predict", str(run), "--out", str(tmp_path / "pred")]) == 0  # generated brick samples
-    assert (tmp_path / "pred" / "brick_scratch_heatmap.png").is_file()
+    assert (tmp_path / "pred" / "brick_scratch_predict.png").is_file()
+
+
+def test_finetune_on_normal_images_only(tmp_path, capsys):
+    """anomalib's Folder style: a folder of normal images, no test split, no masks."""
+    from zoo.cli import main
+
+    if "patchcore.brick" not in zoo.list_pretrained():
+        pytest.skip("weights/patchcore.brick not exported yet")
+    good = tmp_path / "good_images"
+    good.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(90, 160, (40 + i, 48, 3), dtype=np.uint8)).save(good / f"{i}.jpg")
+    assert main(["finetune", "patchcore", "train.threads=1", "train.batch_size=2", "--data", str(good),
+                 "--runs", str(tmp_path / "runs")]) == 0
+    metrics = json.loads(next((tmp_path / "runs").glob("*/result.json")).read_text())["metrics"]
+    # what held-out normals allow: the share flagged at their own maximum is 0 by construction
+    assert metrics["normal_flagged"] == 0.0 and "image_auroc" not in metrics and metrics["image_threshold"] > 0
 
 
 # --------------------------------------------------------------------------- published cards

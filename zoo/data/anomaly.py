@@ -8,17 +8,20 @@
 The MVTec AD layout (also the format for your own data):
 
     ROOT/train/good/*.png                     normal images only (the memory bank is built from these)
-    ROOT/test/good/*.png                      normal test images
+    ROOT/test/good/*.png                      normal test images (test/ is optional: see below)
     ROOT/test/<defect>/*.png                  anomalous test images, one folder per defect type
     ROOT/ground_truth/<defect>/<stem>_mask.png  pixel masks (non-zero = defect), same size as the image
 
-Images may be PNG, JPEG, BMP or TIFF, grey or colour (grey is repeated to three channels). Every
+A folder of normal images alone also works (anomalib's Folder style): ROOT/*.png, or ROOT/train/good
+without ROOT/test. Then there is no test split; the detector is fitted and its thresholds chosen on
+held-out normals. Images may be PNG, JPEG, BMP or TIFF, grey or colour (grey is repeated to three channels). Every
 file is checked (headers only) before anything is decoded: a missing mask, a mask whose size differs
 from its image or an unreadable file raise a ValueError naming the file.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -97,26 +100,27 @@ def _header_size(path: Path) -> tuple[int, int]:
 def scan_mvtec(root: str | os.PathLike) -> dict:
     """Check an MVTec AD category folder and list its files; nothing is decoded yet.
 
-    Returns {"train": [paths], "test": [(path, kind, mask_path or None)]}. Raises ValueError naming
-    the folder or file when the layout is wrong, a mask is missing or a mask's size differs from
-    its image's.
+    Returns {"train": [paths], "test": [(path, kind, mask_path or None)]} ("test" empty when the folder
+    has no test/ split, or holds normal images only). Raises ValueError naming the folder or file when
+    the layout is wrong, a mask is missing or a mask's size differs from its image's.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
         raise ValueError(f"MVTec data: {root} is not a directory (expected ROOT/train/good, ROOT/test/<defect>, "
-                         "ROOT/ground_truth/<defect>/*_mask.png)")
+                         "ROOT/ground_truth/<defect>/*_mask.png, or a folder of normal images)")
     train_dir = root / "train" / "good"
     if not train_dir.is_dir():
-        raise ValueError(f"MVTec data: {train_dir} is missing: normal training images go in ROOT/train/good/")
+        if image_files(root):  # a plain folder of normal images
+            train_dir = root
+        else:
+            raise ValueError(f"MVTec data: {train_dir} is missing and {root} holds no images: normal training "
+                             f"images go in ROOT/train/good/ (or directly in ROOT)")
     train = image_files(train_dir)
     if not train:
         raise ValueError(f"MVTec data: {train_dir} holds no images ({', '.join(IMAGE_EXTS)})")
     test_dir = root / "test"
-    if not test_dir.is_dir():
-        raise ValueError(f"MVTec data: {test_dir} is missing: test images go in ROOT/test/good/ "
-                         "and ROOT/test/<defect>/")
     test = []
-    for folder in sorted(p for p in test_dir.iterdir() if p.is_dir()):
+    for folder in sorted(p for p in test_dir.iterdir() if p.is_dir()) if test_dir.is_dir() else []:
         kind = folder.name
         for img in image_files(folder):
             mask = None
@@ -126,7 +130,7 @@ def scan_mvtec(root: str | os.PathLike) -> dict:
                     raise ValueError(f"MVTec data: {img} has no mask: expected {mask} "
                                      "(a PNG, non-zero where the defect is, same size as the image)")
             test.append((img, kind, mask))
-    if not test:
+    if test_dir.is_dir() and not test:
         raise ValueError(f"MVTec data: {test_dir} holds no images in test/good/ or test/<defect>/")
     sizes = {}
     for path in train + [t[0] for t in test]:
@@ -177,7 +181,8 @@ def read_mvtec(root: str | os.PathLike, image_size: int | None = 224, n_train: i
         n_test: at most this many test images per test folder (good and each defect); None = all.
 
     Returns:
-        (train, test): train holds only normal images (masks of zeros), test normal and anomalous ones.
+        (train, test): train holds only normal images (masks of zeros), test normal and anomalous ones
+        (None when the folder has no test split).
     """
     root = Path(root).expanduser()
     found = scan_mvtec(root)
@@ -199,7 +204,7 @@ def read_mvtec(root: str | os.PathLike, image_size: int | None = 224, n_train: i
         return AnomalySet(torch.from_numpy(images), torch.tensor(labels), torch.from_numpy(masks),
                           [kind for _, kind, _ in items], [str(p.relative_to(root)) for p, _, _ in items])
 
-    return build([(p, "good", None) for p in train_files]), build(test_items)
+    return build([(p, "good", None) for p in train_files]), build(test_items) if test_items else None
 
 
 # --------------------------------------------------------------------------- texture benchmark
@@ -216,14 +221,21 @@ _TEST_BOXES = ((0, 248, 264, 512), (264, 512, 0, 248))
 _WHOLE = ((0, 512, 0, 512),)
 
 
+def check_texture(name: str) -> str:
+    if name not in TEXTURES:
+        raise ValueError(f"texture benchmark: unknown texture {name!r}; choose one of {', '.join(TEXTURES)}")
+    return name
+
+
+@functools.cache
 def _texture(name: str) -> np.ndarray:
     from zoo.deps import require
 
     skimage_data = require("skimage.data", "anomaly")
-    if name not in TEXTURES:
-        raise ValueError(f"texture benchmark: unknown texture {name!r}; choose one of {', '.join(TEXTURES)}")
-    grey = getattr(skimage_data, name)().astype(np.float32) / 255.0
-    return np.clip(grey[..., None] * np.array(_TINTS[name], np.float32), 0.0, 1.0)
+    grey = getattr(skimage_data, check_texture(name))().astype(np.float32) / 255.0
+    tex = np.clip(grey[..., None] * np.array(_TINTS[name], np.float32), 0.0, 1.0)
+    tex.setflags(write=False)  # cached and shared: read only
+    return tex
 
 
 def _crop(tex: np.ndarray, boxes, size: int, rng: np.random.Generator, crop: int = _CROP) -> np.ndarray:
@@ -312,10 +324,10 @@ _PLANT = {"scratch": _scratch, "hole": _hole, "color_spot": _color_spot, "cut_pa
 
 
 def texture_benchmark_dir(texture: str, n_train: int, n_test: int, image_size: int, seed: int,
-                          root: str | os.PathLike | None = None) -> Path:
-    """Where `make_texture_benchmark` writes a benchmark with these settings (a cache key per setting)."""
+                          root: str | os.PathLike | None = None, generator: str = f"v{GENERATOR_VERSION}") -> Path:
+    """Where `make_texture_benchmark` (or another `generator`) writes a benchmark with these settings."""
     base = Path(root).expanduser() if root is not None else cache_dir("anomaly_textures")
-    return base / f"{texture}-v{GENERATOR_VERSION}-s{seed}-train{n_train}-test{n_test}-{image_size}px"
+    return base / f"{texture}-{generator}-s{seed}-train{n_train}-test{n_test}-{image_size}px"
 
 
 def make_texture_benchmark(texture: str, root: str | os.PathLike | None = None, *, n_train: int = 100,
@@ -344,15 +356,30 @@ def make_texture_benchmark(texture: str, root: str | os.PathLike | None = None, 
         The category folder (read it with `read_mvtec`). An existing complete folder is reused; a new
         one is written to a temporary folder and renamed, so concurrent runs never see half of one.
     """
-    from PIL import Image
-
     if n_train < 1 or n_test < 1:
         raise ValueError(f"texture benchmark: n_train and n_test must be >= 1, got {n_train}, {n_test}")
+    check_texture(texture)
     dest = texture_benchmark_dir(texture, n_train, n_test, image_size, seed, root)
+    meta = {"texture": texture, "n_train": n_train, "n_test": n_test, "image_size": image_size, "seed": seed,
+            "defects": list(DEFECTS), "generator_version": GENERATOR_VERSION, "source": f"skimage.data.{texture}"}
+    return write_planted(dest, texture, _PLANT, np.random.default_rng([seed, TEXTURES.index(texture)]), meta)
+
+
+def write_planted(dest: Path, texture: str, plant: dict, rng: np.random.Generator, meta: dict) -> Path:
+    """Write (once) an MVTec-layout folder of defects planted on crops of `texture`.
+
+    `meta["n_train"]` normal crops from the training quadrants go to train/good, `meta["n_test"]` crops
+    from the test quadrants to test/good and to test/<kind> for each `plant` kind (a function
+    (image, rng, texture) -> (image, bool mask)), with masks in ground_truth/<kind>/. The folder is
+    written to a temporary folder and renamed, so concurrent runs never see half of one; an existing
+    complete folder (benchmark.json present) is reused. Shared by the benchmark and the held-out
+    generator (`zoo.data.defects_heldout`), so the two differ only in their defects.
+    """
+    from PIL import Image
+
     if (dest / "benchmark.json").is_file():
         return dest
-    tex = _texture(texture)
-    rng = np.random.default_rng([seed, TEXTURES.index(texture)])
+    tex, size, n_test = _texture(texture), meta["image_size"], meta["n_test"]
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
     try:
@@ -361,21 +388,19 @@ def make_texture_benchmark(texture: str, root: str | os.PathLike | None = None, 
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray((np.clip(arr, 0, 1) * 255).round().astype(np.uint8)).save(path)
 
-        for i in range(n_train):
-            save(_crop(tex, _TRAIN_BOXES, image_size, rng), f"train/good/{i:03d}.png")
+        for i in range(meta["n_train"]):
+            save(_crop(tex, _TRAIN_BOXES, size, rng), f"train/good/{i:03d}.png")
         for i in range(n_test):
-            save(_crop(tex, _TEST_BOXES, image_size, rng), f"test/good/{i:03d}.png")
-        for kind in DEFECTS:
+            save(_crop(tex, _TEST_BOXES, size, rng), f"test/good/{i:03d}.png")
+        for kind, fn in plant.items():
             for i in range(n_test):
-                img, mask = _PLANT[kind](_crop(tex, _TEST_BOXES, image_size, rng), rng, tex)
+                img, mask = fn(_crop(tex, _TEST_BOXES, size, rng), rng, tex)
                 save(img, f"test/{kind}/{i:03d}.png")
                 save(mask.astype(np.float32), f"ground_truth/{kind}/{i:03d}_mask.png")
-        meta = {"texture": texture, "n_train": n_train, "n_test": n_test, "image_size": image_size, "seed": seed,
-                "defects": list(DEFECTS), "generator_version": GENERATOR_VERSION, "source": f"skimage.data.{texture}"}
         (tmp / "benchmark.json").write_text(json.dumps(meta, indent=2) + "\n")
         try:
             os.rename(tmp, dest)
-        except OSError:  # another process finished the same benchmark first: theirs is identical
+        except OSError:  # another process finished the same folder first: theirs is identical
             if not (dest / "benchmark.json").is_file():
                 raise
     finally:

