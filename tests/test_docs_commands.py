@@ -137,8 +137,10 @@ def test_usage_lines_show_optional_arguments_in_brackets(where, command):
             assert action is not None, f"{where}: `zoo {command}`: {tok} is not an option of {command.split()[0]}"
             # An example (`zoo train --resume RUN_DIR`) may show an optional flag; a synopsis (the epilog, or a
             # line that brackets its optional parts) claims that an unbracketed flag is required.
+            required = action.required or any(g.required and action in g._group_actions
+                                               for g in sub._mutually_exclusive_groups)  # one of --to/--into-package
             if synopsis:
-                assert action.required, f"{where}: `zoo {command}` shows the optional {tok} as required: bracket it"
+                assert required, f"{where}: `zoo {command}` shows the optional {tok} as required: bracket it"
             i += 1 if "=" in tok or action.nargs == 0 else 2
             continue
         if PLACEHOLDER.match(tok):
@@ -152,8 +154,16 @@ def test_usage_lines_show_optional_arguments_in_brackets(where, command):
 
 @pytest.mark.parametrize("where, span", INLINE, ids=[f"{w} {s}"[:90] for w, s in INLINE])
 def test_inline_mentions_name_real_verbs_and_flags(where, span):
-    subs = _subparsers(cli.build_parser())
+    parser = cli.build_parser()
+    subs = _subparsers(parser)
     words = shlex.split(span.replace("[", " ").replace("]", " "))
+    global_flags = {s for a in parser._actions for s in a.option_strings}
+    while words and words[0] in global_flags:  # `zoo -v ...`, `zoo --trust-unverified ...`
+        words = words[1:]
+    if words in ([], ["..."]):  # a global option shown for any verb
+        return
+    if words[0].endswith(":") and words[1:2] == ["error:"]:  # a quoted error line: `zoo train: error: ...`
+        words = [words[0][:-1]]
     verb = words[0] if words else ""
     assert verb in subs, f"{where}: `zoo {span}`: no verb {verb!r} (known: {', '.join(subs)})"
     flags = {s for a in subs[verb]._actions for s in a.option_strings}

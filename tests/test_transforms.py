@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import data_or_skip
 
 import zoo
+from tests.conftest import data_or_skip
 from zoo.specs import ImageSpec, ObservationSpec, VolumeSpec, spec_class, spec_of
 
 torch.set_num_threads(1)

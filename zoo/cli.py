@@ -388,14 +388,16 @@ def main(argv: list[str] | None = None) -> int:
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors that come from the user's input or environment (exit 2, one line) rather than from a bug.
 
-    zoo's own errors (recipe, weights, names, model inputs) are ValueError/KeyError/WeightsError; files and
+    zoo's own errors (recipe, weights, names, model inputs) are ValueError/KeyError/WeightsError, a missing
+    domain library is MissingExtra (it names the `pip install "zoo[...]"`); files and
     permissions are OSError; the Hub's errors are OSError (HfHubHTTPError) or httpx's HTTPError (a dropped
     connection). A RuntimeError or TypeError from torch is not listed: it is a bug, and it shows a traceback.
     """
+    from .deps import MissingExtra
     from .engine.state import CheckpointError
     from .weights import WeightsError
 
-    errors: list[type[BaseException]] = [KeyError, ValueError, OSError, WeightsError, CheckpointError]
+    errors: list[type[BaseException]] = [KeyError, ValueError, OSError, WeightsError, CheckpointError, MissingExtra]
     try:
         import yaml
 

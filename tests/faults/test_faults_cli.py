@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_user_error, package_files, snapshot
+from faultkit import assert_user_error, package_files, snapshot
 
 import zoo
 from zoo import weights as W

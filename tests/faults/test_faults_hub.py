@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from conftest import assert_user_error
+from faultkit import assert_user_error
 from hub_server import HubServer, configure_client
 from test_weights import TAG, _publish, card_index, toy_folder  # noqa: F401 - pytest fixtures
 

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import package_files, snapshot
+from faultkit import package_files, snapshot
 
 import zoo
 from zoo import recipes as R

@@ -198,7 +198,7 @@ class BevSegmentation(Task):
         "root": Field(OPT_STR, None, "json: the samples.json file, or a folder holding it (implies source json)"),
         "seed": Field(int, 0, "synthetic: scenes; json: the validation/test split"),
         "n_train": Field(int, 3000, "synthetic: training scenes", ge=1),
-        "n_val": Field(int, 100, "synthetic: validation scenes (checkpoint selection)", ge=1),
+        "n_val": Field(int, 100, "synthetic: validation scenes (checkpoint selection; 0: none)", ge=0),
         "n_test": Field(int, 300, "synthetic: held-out test scenes (the card's metrics)", ge=1),
         "val_fraction": Field(NUM, 0.1, "json: share of samples for validation (and as many for testing)",
                               gt=0, lt=0.5),
@@ -243,8 +243,6 @@ class BevSegmentation(Task):
 
     def _synthetic(self, cfg) -> Data:
         world = self._world(cfg)
-        if cfg["n_train"] < 1 or cfg["n_test"] < 1:
-            raise ValueError("data.n_train and data.n_test must be >= 1")
         split = {}
         for k, name in enumerate(("train", "val", "test")):
             n = cfg[f"n_{name}"]
