@@ -147,6 +147,16 @@ def test_neighbourhood_averages_wider_patches():
     assert roughness[0] > roughness[1] > roughness[2]
 
 
+def test_stride_4_grid_is_twice_as_fine():
+    x = torch.rand(1, 3, 64, 64)
+    model = PatchCore(layers=[0, 1, 2], feature_dim=None, image_size=64, stride=4, pad=8)
+    feats, (h, w) = model.embed(x)
+    # stride-2 stage pooled, stride-4 stage as it is, stride-8 stage upsampled; the padding cropped off
+    assert (h, w) == (16, 16) and feats.shape == (1, 256, 16 + 24 + 40)
+    model.build_memory_bank(feats[0])
+    assert model(x)["anomaly_map"].shape == (1, 64, 64)
+
+
 def test_layer_weights_scale_each_layer_s_features():
     x = torch.rand(1, 3, 64, 64)
     plain, _ = PatchCore(layers=[1, 2], feature_dim=8, image_size=64).embed(x)
