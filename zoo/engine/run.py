@@ -254,22 +254,3 @@ def export(run_dir: str | Path, tag: str | None = None, *, weights_root: str | P
         W.write_index()
     return dest
 
-
-def reproduce(tag: str, overrides=(), *, device: str | None = None, runs_root="runs") -> tuple[bool, dict]:
-    """Re-run the card's recipe; (passed, {"metric", "card", "measured", "tolerance"})."""
-    card = W.get_card(tag)
-    folder = W.resolve(tag)
-    recipe_file = folder / "recipe.yaml"
-    run_dir, result = train(recipe_file, overrides, device=device, runs_root=runs_root)
-    exp = card.get("expect") or {}
-    metric = exp.get("metric")
-    measured = result["metrics"].get(metric)
-    ref = card["metrics"].get(metric)
-    tol = exp.get("tolerance", 0.0)
-    if measured is None:
-        ok = False
-    elif exp.get("mode", "max") == "max":
-        ok = measured >= ref - tol
-    else:
-        ok = measured <= ref + tol
-    return ok, {"metric": metric, "card": ref, "measured": measured, "tolerance": tol, "run_dir": str(run_dir)}
