@@ -265,7 +265,8 @@ def reproducibility_markdown(card: dict) -> str:
         lines += [f"`zoo reproduce {tag}` passes when `{metric}` lies within {k:g} std of the seed study's mean for "
                   f"the run's precision (floor {FLOOR:.1%} of the mean, at least {ABS_FLOOR:g}); "
                   f"`--seeds N` compares the mean of N seeds.", "",
-                  "| precision | mean | std | n | seeds | published seed | machine | date |", "|---|---|---|---|---|---|---|---|"]
+                  "| precision | mean | std | n | seeds | published seed | machine | date |",
+                  "|---|---|---|---|---|---|---|---|"]
         for prec, s in studies.items():
             if s.get("n"):
                 lines.append(f"| {prec} | {s['mean']:.4f} | {s['std']:.4f} | {s['n']} | "
