@@ -66,6 +66,8 @@ def test_reference_follows_precision_and_says_when_there_is_none():
         RP.reference({**card, "reproducibility": {}}, "fp32")
     fallback = RP.reference({**card, "reproducibility": {}}, "bf16 autocast")
     assert fallback["mean"] == 0.9446 and fallback["floor"] == 0.003 and "no seed study" in fallback["source"]
+    older = {**card, "training": {}, "reproducibility": {"card_precision": "bf16 autocast"}}  # predates the field
+    assert RP.card_precision(older) == "bf16 autocast" and RP.card_precision({"tag": "x.y"}) == "fp32"
 
 
 def test_replace_section():

@@ -104,6 +104,13 @@ def floor_for(mean: float) -> float:
     return max(ABS_FLOOR, FLOOR * abs(mean))
 
 
+def card_precision(card: dict) -> str:
+    """The precision the card's figures were measured in: its training record, or the block's
+    `card_precision` where an older card did not record it."""
+    block = card.get("reproducibility") or {}
+    return (card.get("training") or {}).get("precision") or block.get("card_precision") or "fp32"
+
+
 def reference(card: dict, precision: str) -> dict:
     """What a run in `precision` is judged against: the seed study of that precision, else the recipe's
     `expect` tolerance around the card's value (flagged, and only when the card was trained in that
@@ -117,7 +124,7 @@ def reference(card: dict, precision: str) -> dict:
         return {"metric": metric, "source": f"seed study ({study['n']} seeds, {precision})", "mean": study["mean"],
                 "std": study["std"], "n": study["n"], "k": block.get("k", K_STD),
                 "floor": floor_for(study["mean"]), "mode": "two-sided"}
-    trained = ((card.get("training") or {}).get("precision")) or "fp32"
+    trained = card_precision(card)
     if trained != precision:
         raise ValueError(f"{card['tag']}: the card's {metric} was measured in {trained}; this run is {precision} "
                          f"and the card has no {precision} seed study to compare with (see its reproducibility block)")
@@ -252,7 +259,7 @@ def reproducibility_markdown(card: dict) -> str:
     metric = (card.get("expect") or {}).get("metric")
     lines = ["## Reproducibility", ""]
     training = card.get("training") or {}
-    lines += [f"The card's figures were measured in {training.get('precision') or 'fp32'} on "
+    lines += [f"The card's figures were measured in {card_precision(card)} on "
               f"{training.get('hardware') or 'an unrecorded machine'}; a run in another precision is compared "
               "only with a seed study of its own precision.", ""]
     studies = block.get("seed_study") or {}
@@ -279,9 +286,10 @@ def reproducibility_markdown(card: dict) -> str:
     rows = block.get("reproduced_on") or []
     lines += ["", "Reproduced on:", ""]
     if rows:
-        lines += ["| machine | precision | value | time | date |", "|---|---|---|---|---|"]
-        lines += [f"| {r['machine']} | {r['precision']} | {r['value']:.4f} | {r['seconds']:.0f} s | {r['date']} |"
-                  for r in rows]
+        lines += ["| machine | precision | value | time | date | source |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['machine']} | {r['precision']} | {r['value']:.4f} | "
+                  f"{'-' if r['seconds'] is None else format(r['seconds'], '.0f') + ' s'} | {r['date']} | "
+                  f"{r.get('source', '`zoo reproduce`')} |" for r in rows]
     else:
         lines.append("no machine yet (`zoo reproduce` has not passed since the block was added).")
     return "\n".join(lines) + "\n"
