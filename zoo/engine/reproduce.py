@@ -229,7 +229,7 @@ def record_study(tag: str, runs: list[dict], *, date: str | None = None, note: s
     studies[precisions.pop()] = study
     block.update(seed_study=studies, k=block.get("k", K_STD),
                  minutes=round(statistics.fmean(study["seconds"]) / 60, 2))
-    block.setdefault("minutes_note", f"mean of the seed study's runs{', ' + note if note else ''}")
+    block["minutes_note"] = f"mean of the seed study's runs{', on a ' + note if note else ''}"
     write_block(tag, block)
     return block
 
@@ -278,7 +278,8 @@ def reproducibility_markdown(card: dict) -> str:
             if s.get("n"):
                 lines.append(f"| {prec} | {s['mean']:.4f} | {s['std']:.4f} | {s['n']} | "
                              f"{', '.join(str(x) for x in s['seeds'])} | {s['published_seed']} | "
-                             f"{s['machine']['hardware']}, torch {s['machine']['torch']} | {s['date']} |")
+                             f"{s['machine']['hardware']}, torch {s['machine']['torch']}"
+                             f"{'; ' + s['machine']['note'] if s['machine'].get('note') else ''} | {s['date']} |")
     if block.get("minutes") is not None:
         lines += ["", f"One run of the recipe: {block['minutes']:.1f} min ({block.get('minutes_note', 'measured')})."]
     if block.get("schedule"):
