@@ -8,7 +8,7 @@
   zoo train RECIPE [key=value ...] [--resume RUN]  train (also under torchrun)
   zoo eval NAME_OR_RUN [--data PATH] [--json]     metrics on the card's evaluation data
   zoo finetune NAME --data PATH [key=value ...]   the family's fine-tune recipe on your data
-  zoo reproduce TAG                               re-run a card's recipe and compare (exit 1 outside tolerance)
+  zoo reproduce TAG|--all [--fast] [--seeds N]    re-run cards' recipes, compare with their seed studies
   zoo predict NAME [INPUT] --out DIR              run the model and draw its output (no INPUT: shipped samples)
   zoo publish RUN_DIR --to DIR [--tag TAG]        write DIR/<TAG>/, a hub-ready weights folder, from a run
   zoo export NAME --format onnx|pt2|torchscript --out DIR   export, checked against PyTorch, with a card
@@ -218,12 +218,36 @@ def cmd_eval(a) -> int:
 
 
 def cmd_reproduce(a) -> int:
-    from .engine import reproduce
+    import importlib
 
-    ok, info = reproduce(a.tag, a.overrides, device=a.device, runs_root=a.runs)
-    print(f"{a.tag}: {info['metric']} measured {info['measured']} vs card {info['card']} "
-          f"(tolerance {info['tolerance']}) -> {'OK' if ok else 'OUTSIDE TOLERANCE'}")
-    return 0 if ok else 1
+    RP = importlib.import_module("zoo.engine.reproduce")  # the module: zoo.engine.reproduce is also its function
+
+    if a.fast and not a.all:
+        raise ValueError("--fast selects among --all: zoo reproduce --all --fast")
+    if a.all == bool(a.tag):
+        raise ValueError("name one TAG or --all")
+    tags = [a.tag] if a.tag else (RP.fast_tags(a.max_minutes) if a.fast else RP.all_tags())
+    rows, failed = [], 0
+    for tag in tags:
+        if a.record_study:
+            runs = RP.run_seeds(tag, RP.study_seeds(RP.published_seed(RP.W.get_card(tag)), a.seeds), a.overrides,
+                                device=a.device, runs_root=a.runs)
+            block = RP.record_study(tag, runs, note=a.note)
+            for prec, st in block["seed_study"].items():
+                print(f"{tag} [{prec}]: {st['metric']} mean {st['mean']:.4f} std {st['std']:.4f} n {st['n']} "
+                      f"(recorded in the card)")
+            continue
+        ok, v = RP.reproduce(tag, a.overrides, seeds=a.seeds, device=a.device, runs_root=a.runs)
+        failed += not ok
+        if ok and a.record:
+            RP.record_pass(v, note=a.note)
+        rows.append([tag, v["metric"], v["precision"], f"{v['mean']:.4f}", f"{v['measured']:.4f}"
+                     if v["measured"] is not None else "-", f"±{v['bound']:.4f}" if v["bound"] is not None else "-",
+                     v["source"], f"{v['seconds']:.0f} s", "OK" if ok else "OUTSIDE TOLERANCE"])
+    if rows:
+        print(_table(rows, ["tag", "metric", "precision", "reference", "measured", "within", "from", "time",
+                            "verdict"]))
+    return 1 if failed else 0
 
 
 def cmd_predict(a) -> int:
@@ -324,8 +348,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="measure through the model exported to this runtime (CPU) instead of PyTorch")
     sp.add_argument("overrides", nargs="*")
     sp.add_argument("--device")
-    sp = add("reproduce", cmd_reproduce, "re-run a card's recipe; exit 1 when the metric is outside tolerance")
-    sp.add_argument("tag")
+    sp = add("reproduce", cmd_reproduce, "re-run a card's recipe; exit 1 when the metric is outside k std of the "
+             "card's seed study (or the recipe's tolerance where the card has none)")
+    sp.add_argument("tag", nargs="?", help="a published tag (or --all)")
+    sp.add_argument("--seeds", type=int, default=1, help="run N seeds and compare their mean (default 1)")
+    sp.add_argument("--all", action="store_true", help="every published tag (with --fast: the quick ones)")
+    sp.add_argument("--fast", action="store_true", help="with --all: only tags whose card measured <= --max-minutes")
+    sp.add_argument("--max-minutes", type=float, default=2.0, help="--fast's limit per tag (default 2)")
+    sp.add_argument("--record", action="store_true", help="add a pass to the card's 'reproduced on' list")
+    sp.add_argument("--record-study", action="store_true",
+                    help="put the --seeds runs on the card as its seed study (mean, std, n, machine, date)")
+    sp.add_argument("--note", default="", help="with --record/--record-study: a word on the machine (e.g. shared)")
     run_opts(sp)
     sp = add("predict", cmd_predict, "run a model on an input and draw the result")
     sp.add_argument("name", help="tag, weights folder or run dir")

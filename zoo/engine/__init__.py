@@ -1,6 +1,7 @@
 """The shared trainer and the run lifecycle (train, evaluate, publish, reproduce)."""
 
-from .run import evaluate, publish, reproduce, train
+from .reproduce import reproduce
+from .run import evaluate, publish, train
 from .state import pick_device, seed_everything
 from .trainer import Context, Trainer, sequential_batches
 

@@ -3,7 +3,7 @@
     train(recipe, overrides)  -> runs/<recipe>-<time>/{recipe.yaml, metrics.jsonl, checkpoints/, model/, result.json}
     evaluate(name_or_run)     -> metrics of a tag / folder / run on its card's evaluation data
     publish(run_dir, to=DIR)  -> DIR/<tag>/ (config.json, model.safetensors, README.md, recipe.yaml)
-    reproduce(tag)            -> re-run the card's recipe and compare with the card within tolerance
+    (re-running a card: zoo/engine/reproduce.py)
 
 One run, one directory: each run's directory is created exclusively (a -2, -3, ... suffix when two runs
 start in the same second). A run that fails before anything resumable exists leaves no directory behind;
@@ -286,22 +286,3 @@ def publish(run_dir: str | Path, tag: str | None = None, *, to: str | Path | Non
         W.write_index()
     return dest
 
-
-def reproduce(tag: str, overrides=(), *, device: str | None = None, runs_root="runs") -> tuple[bool, dict]:
-    """Re-run the card's recipe; (passed, {"metric", "card", "measured", "tolerance"})."""
-    card = W.get_card(tag)
-    folder = W.resolve(tag)
-    recipe_file = folder / "recipe.yaml"
-    run_dir, result = train(recipe_file, overrides, device=device, runs_root=runs_root)
-    exp = card.get("expect") or {}
-    metric = exp.get("metric")
-    measured = result["metrics"].get(metric)
-    ref = card["metrics"].get(metric)
-    tol = exp.get("tolerance", 0.0)
-    if measured is None:
-        ok = False
-    elif exp.get("mode", "max") == "max":
-        ok = measured >= ref - tol
-    else:
-        ok = measured <= ref + tol
-    return ok, {"metric": metric, "card": ref, "measured": measured, "tolerance": tol, "run_dir": str(run_dir)}

@@ -146,10 +146,13 @@ class MetricLogger:
 
 
 def time_progress(schedule: dict, train: dict) -> bool:
-    """Whether the LR schedule also advances with time (`schedule.progress: time`).
+    """Whether the LR schedule also advances with time (`schedule.progress: time`, an opt-in for users).
 
-    The schedule's position is then the further of (optimiser steps done) and (elapsed share of
-    `train.max_minutes` x planned steps): on a machine fast enough for the planned steps nothing
+    Published recipes define their work in steps or epochs (the default, `progress: steps`), so the same
+    recipe does the same work on any machine; `train.max_minutes` alone is a safety stop, and a run it
+    stopped says so (`fit`'s `stopped_by: max_minutes`, on the card). `progress: time` makes the work
+    depend on the hardware: the schedule's position is then the further of (optimiser steps done) and
+    (elapsed share of `train.max_minutes` x planned steps): on a machine fast enough for the planned steps nothing
     changes; on a slower one the schedule reaches its end (annealed) at the deadline, where the run
     stops, instead of being cut off at a high learning rate. The number of steps then depends on the
     machine's speed, so such a run is reproducible in its data order and randomness, not in its length.
@@ -283,7 +286,7 @@ class Trainer:
         bar = self.progress(total, pos["step"])
         used = budget_used() if budget else 0.0
         seen, t_log, running = 0, time.perf_counter(), []
-        stop = False
+        stop = out_of_time = False
         model.train()
         while pos["step"] < total and not stop:
             order = epoch_order(n, ctx.recipe["train"]["seed"], pos["epoch"])
@@ -344,7 +347,10 @@ class Trainer:
         if pos["best"] is not None and self.ckpt_dir is not None and (self.ckpt_dir / "best.pt").is_file():
             model.load_state_dict(load_checkpoint(self.ckpt_dir / "best.pt")["model"])
         epochs = pos["epoch"] + pos["batch"] / steps_per_epoch
-        return {"train_seconds": pos["elapsed"], "steps": pos["step"], "epochs": epochs}
+        info = {"train_seconds": pos["elapsed"], "steps": pos["step"], "epochs": epochs, "planned_steps": total}
+        if out_of_time and pos["step"] < total:
+            info["stopped_by"] = "max_minutes"  # the safety stop fired: fewer steps than the recipe defines
+        return info
 
     def _mean(self, values: list[float]) -> float:
         v = torch.tensor([sum(values), len(values)], dtype=torch.float64)

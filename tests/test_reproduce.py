@@ -1,0 +1,145 @@
+"""`zoo reproduce`: tolerances from seed studies, precision-aware references, the cards' reproducibility
+blocks, recipes defined in steps, and `zoo reproduce --all --fast` (a subset in CI, see CI_TAGS)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+import zoo
+from zoo import weights as W
+from zoo.cli import main
+from zoo.engine import export, reproduce, train
+
+RP = importlib.import_module("zoo.engine.reproduce")  # the module (zoo.engine.reproduce is also the function's name)
+
+ROOT = Path(__file__).resolve().parent.parent
+TOY = ROOT / "tests" / "example_family" / "recipes" / "toy.yaml"
+# `zoo reproduce --all --fast` in CI: the fast tags that fit ~3 minutes on 2 loaded cores together (cheapest
+# first, from their cards' measured minutes). README.md ("Reproduce") says how to run the rest.
+CI_TAGS = ["patchcore.grass", "patchcore.gravel", "patchcore.brick"]
+
+
+@pytest.fixture
+def toy_card(tmp_path, monkeypatch):
+    """A published toy tag in a weights folder of its own (ZOO_WEIGHTS_DIR): nothing bundled is written."""
+    run_dir, _ = train(TOY, [], runs_root=tmp_path / "runs")
+    folder = export(run_dir, weights_root=tmp_path / "weights")
+    monkeypatch.setenv("ZOO_WEIGHTS_DIR", str(tmp_path / "weights"))
+    return folder
+
+
+def _ref(mean=0.8, std=0.01, n=5, mode="two-sided", floor=None):
+    return {"metric": "accuracy", "mean": mean, "std": std, "n": n, "k": RP.K_STD, "mode": mode,
+            "floor": RP.floor_for(mean) if floor is None else floor, "source": "test"}
+
+
+def test_judge_k_std_with_a_floor():
+    ref = _ref()
+    assert RP.judge(ref, [0.8 + 3 * 0.01])["passed"]                   # at k std (+ floor): inside
+    assert not RP.judge(ref, [0.8 - 3 * 0.01 - RP.floor_for(0.8) - 1e-6])["passed"]
+    det = _ref(mean=500.0, std=0.0)                                      # a deterministic recipe: only the floor
+    assert RP.judge(det, [499.5])["passed"] and not RP.judge(det, [490.0])["passed"]
+    assert RP.judge(_ref(std=0.0), [0.8 + 0.0005])["passed"]             # numerical noise on another CPU
+    assert not RP.judge(ref, [None])["passed"]
+
+
+def test_judge_several_seeds_compares_means():
+    ref = _ref(std=0.01, n=5)
+    one = RP.judge(ref, [0.77])
+    three = RP.judge(ref, [0.77, 0.771, 0.769])                          # same mean, far tighter
+    assert one["bound"] > three["bound"] and not three["passed"]
+    assert RP.judge(ref, [0.79, 0.80, 0.81])["passed"]
+
+
+def test_reference_follows_precision_and_says_when_there_is_none():
+    study = {"mean": 0.93, "std": 0.002, "n": 3}
+    card = {"tag": "x.y", "metrics": {"accuracy": 0.9446}, "training": {"precision": "bf16 autocast"},
+            "expect": {"metric": "accuracy", "value": 0.94, "tolerance": 0.003},
+            "reproducibility": {"seed_study": {"fp32": study}}}
+    assert RP.reference(card, "fp32")["mean"] == 0.93                    # the fp32 study, not the bf16 card
+    with pytest.raises(ValueError, match="measured in bf16 autocast; this run is fp32"):
+        RP.reference({**card, "reproducibility": {}}, "fp32")
+    fallback = RP.reference({**card, "reproducibility": {}}, "bf16 autocast")
+    assert fallback["mean"] == 0.9446 and fallback["floor"] == 0.003 and "no seed study" in fallback["source"]
+    older = {**card, "training": {}, "reproducibility": {"card_precision": "bf16 autocast"}}  # predates the field
+    assert RP.card_precision(older) == "bf16 autocast" and RP.card_precision({"tag": "x.y"}) == "fp32"
+
+
+def test_replace_section():
+    text = "# t\n\n## Results\n\nr\n\n## Training\n\nt\n"
+    once = RP.replace_section(text, "## Reproducibility\n\nA\n")
+    assert once.endswith("## Reproducibility\n\nA\n") and "## Training" in once
+    middle = once.replace("## Reproducibility\n\nA\n", "## Reproducibility\n\nA\n\n## Intended use\n\nu\n")
+    again = RP.replace_section(middle, "## Reproducibility\n\nB\n")
+    assert "A\n" not in again and "B\n" in again and again.endswith("## Intended use\n\nu\n")
+
+
+def test_seed_study_record_and_reproduce_on_the_card(toy_card, tmp_path):
+    card = W.get_card("toy_mlp.blobs")
+    runs = RP.run_seeds("toy_mlp.blobs", RP.study_seeds(RP.published_seed(card), 3), runs_root=tmp_path / "s")
+    assert [r["seed"] for r in runs] == [0, 1000, 2000]
+    assert runs[0]["value"] == pytest.approx(card["metrics"]["accuracy"])  # the published seed, the same number
+    block = RP.record_study("toy_mlp.blobs", runs, note="test")
+    study = block["seed_study"]["fp32"]
+    assert study["n"] == 3 and study["published_seed"] == 0 and study["machine"]["isa"]
+    assert json.loads((toy_card / "config.json").read_text())["reproducibility"] == block
+    ok, verdict = reproduce("toy_mlp.blobs", runs_root=tmp_path / "again")
+    assert ok, verdict
+    assert verdict["source"].startswith("seed study (3 seeds, fp32)")
+    RP.record_pass(verdict, note="test")
+    readme = (toy_card / "README.md").read_text()
+    assert readme.count("## Reproducibility") == 1 and "Reproduced on:" in readme and "| fp32 |" in readme
+    assert W.get_card("toy_mlp.blobs")["reproducibility"]["reproduced_on"][0]["value"] == verdict["measured"]
+    model = zoo.create("toy_mlp", pretrained=True)                        # the folder still verifies and loads
+    assert model.pretrained_cfg["tag"] == "toy_mlp.blobs"
+
+
+def test_cli_reproduce_flags(toy_card, tmp_path, capsys):
+    assert main(["reproduce", "--fast", "toy_mlp.blobs"]) == 2
+    assert "--all --fast" in capsys.readouterr().err
+    assert main(["reproduce"]) == 2
+    assert main(["reproduce", "toy_mlp.blobs", "--seeds", "2", "--runs", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "toy_mlp.blobs" in out and "OK" in out and "recipe tolerance" in out
+
+
+def test_max_minutes_fired_is_recorded(tmp_path):
+    _, result = train(TOY, ["train.epochs=50", "train.max_minutes=0.0001"], runs_root=tmp_path)
+    assert result["fit"]["stopped_by"] == "max_minutes" and result["fit"]["steps"] < result["fit"]["planned_steps"]
+    _, result = train(TOY, ["train.epochs=1"], runs_root=tmp_path)
+    assert "stopped_by" not in result["fit"]
+
+
+def test_published_recipes_define_work_in_steps():
+    for path in sorted((ROOT / "recipes").rglob("*.yaml")):
+        recipe = yaml.safe_load(path.read_text())
+        assert (recipe.get("schedule") or {}).get("progress", "steps") == "steps", f"{path}: clock-driven"
+
+
+def test_every_card_has_a_reproducibility_block():
+    cards = W.load_index()
+    for tag, card in cards.items():
+        block = card.get("reproducibility")
+        assert block, f"{tag}: no reproducibility block"
+        studies = block.get("seed_study") or {}
+        assert studies, f"{tag}: no seed study, and no 'not run' entry"
+        for prec, study in studies.items():
+            if study.get("n"):
+                assert study["n"] >= 3 and study["std"] >= 0 and study["machine"]["isa"] and study["date"], tag
+                assert len(study["values"]) == study["n"] == len(study["seeds"]), tag
+            else:
+                assert study.get("status") == "not run" and study.get("reason"), f"{tag} [{prec}]"
+        for row in block.get("reproduced_on", []):
+            assert {"machine", "precision", "value", "seconds", "date"} <= set(row), tag
+    assert set(CI_TAGS) <= set(RP.fast_tags()), "CI_TAGS must be --fast tags"
+
+
+@pytest.mark.parametrize("tag", CI_TAGS)
+def test_reproduce_fast_tags(tag, tmp_path, capsys):
+    """`zoo reproduce --all --fast`, the CI subset: each retrains and lands within its card's tolerance."""
+    assert main(["reproduce", tag, "--runs", str(tmp_path)]) == 0, capsys.readouterr().out

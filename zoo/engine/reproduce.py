@@ -1,0 +1,293 @@
+"""`zoo reproduce`: re-run a card's recipe and judge the result against the card's seed variance.
+
+A card's `reproducibility` block (config.json) holds what judging needs:
+
+    seed_study      per precision ("fp32", "bf16 autocast"): the recipe over n seeds (train.seed =
+                    published seed + SEED_STRIDE * i), their values, mean, std, the machine, the date;
+                    or {"status": "not run", "reason": ...} where the recipe is too expensive to repeat
+    minutes         measured minutes of one run of the recipe (`--all --fast` runs those <= FAST_MINUTES)
+    reproduced_on   every machine where `zoo reproduce` passed: value, seconds, precision, date
+
+A run passes when its value lies within k * std of the study's mean for the precision it ran in
+(k = K_STD by default), with a floor of FLOOR (relative to the mean's magnitude, at least ABS_FLOOR)
+so a deterministic recipe (std 0) passes on tiny numerical differences. A metric can depend on the
+precision (bf16 autocast on AVX-512 BF16 vs fp32 on AVX2): a run is compared with the study of its own
+precision; a card without one for it falls back to the recipe's `expect` tolerance and says so.
+`--seeds N` runs N seeds and compares the distributions (the mean of N runs against the card's mean,
+within k * sqrt(std_card^2/n_card + std_run^2/N) plus the floor).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from .. import recipes as R
+from .. import weights as W
+
+K_STD = 3.0
+FLOOR = 0.002       # relative: 0.2% of the mean's magnitude ...
+ABS_FLOOR = 1e-3    # ... and never below this
+SEED_STRIDE = 1000  # seeds far apart: a recipe that trains seeds s, s+1, ... (gcn) gets disjoint sets
+FAST_MINUTES = 2.0
+
+
+def machine() -> dict:
+    """Where this process runs: the card's `machine` entry (CPU/GPU, vector ISA, threads, torch)."""
+    from .run import hardware
+    from .trainer import cpu_isa
+
+    return {"hardware": hardware(), "isa": cpu_isa(), "threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
+def run_seeds(tag: str, seeds: list[int], overrides=(), *, device: str | None = None, runs_root="runs") -> list[dict]:
+    """Train the card's recipe once per seed; one record per run (seed, value, seconds, precision)."""
+    from .run import train
+
+    card = W.get_card(tag)
+    metric = (card.get("expect") or {}).get("metric")
+    if not metric:
+        raise ValueError(f"{tag}: the card has no expect.metric, so there is nothing to reproduce")
+    recipe_file = W.resolve(tag) / "recipe.yaml"
+    # a card trained by the clock names the same work in steps (recipe_overrides): every machine does that work
+    overrides = [*(card.get("reproducibility") or {}).get("recipe_overrides", []), *overrides]
+    out = []
+    for s in seeds:
+        t0 = time.monotonic()
+        run_dir, result = train(recipe_file, [*overrides, f"train.seed={s}"], device=device, runs_root=runs_root)
+        out.append({"seed": s, "value": result["metrics"].get(metric), "seconds": round(time.monotonic() - t0, 1),
+                    "precision": result.get("precision") or "fp32", "hardware": result.get("hardware"),
+                    "stopped_by": result.get("fit", {}).get("stopped_by"), "run_dir": str(run_dir)})
+    return out
+
+
+def planned_precision(tag: str, overrides=(), device: str | None = None) -> str:
+    """The precision the card's recipe will train in here ("bf16 autocast" or "fp32"), before training."""
+    from .state import pick_device
+    from .trainer import autocast_dtype
+
+    card = W.get_card(tag)
+    raw = R.load_yaml(W.resolve(tag) / "recipe.yaml")
+    raw = R.apply_overrides(raw, [*(card.get("reproducibility") or {}).get("recipe_overrides", []), *overrides])
+    tcfg = raw.get("train") or {}
+    dev = pick_device(device or tcfg.get("device", "auto"))
+    return "bf16 autocast" if autocast_dtype(tcfg.get("amp", "auto"), dev) is not None else "fp32"
+
+
+def published_seed(card: dict, folder: Path | None = None) -> int:
+    folder = folder or W.resolve(card["tag"])
+    return int(R.load_yaml(folder / "recipe.yaml").get("train", {}).get("seed", 0))
+
+
+def study_seeds(first: int, n: int) -> list[int]:
+    return [first + SEED_STRIDE * i for i in range(n)]
+
+
+def summarise(runs: list[dict]) -> dict:
+    vals = [r["value"] for r in runs if r["value"] is not None]
+    if not vals:
+        raise ValueError("no run produced the card's metric")
+    return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "n": len(vals)}
+
+
+def floor_for(mean: float) -> float:
+    return max(ABS_FLOOR, FLOOR * abs(mean))
+
+
+def card_precision(card: dict) -> str:
+    """The precision the card's figures were measured in: its training record, or the block's
+    `card_precision` where an older card did not record it."""
+    block = card.get("reproducibility") or {}
+    return (card.get("training") or {}).get("precision") or block.get("card_precision") or "fp32"
+
+
+def reference(card: dict, precision: str) -> dict:
+    """What a run in `precision` is judged against: the seed study of that precision, else the recipe's
+    `expect` tolerance around the card's value (flagged, and only when the card was trained in that
+    precision; a number measured in another precision is no reference)."""
+    exp = card.get("expect") or {}
+    metric = exp.get("metric")
+    block = card.get("reproducibility") or {}
+    study = (block.get("seed_study") or {}).get(precision)
+    mode = exp.get("mode", "max")
+    if study and study.get("n"):
+        return {"metric": metric, "source": f"seed study ({study['n']} seeds, {precision})", "mean": study["mean"],
+                "std": study["std"], "n": study["n"], "k": block.get("k", K_STD),
+                "floor": floor_for(study["mean"]), "mode": "two-sided"}
+    trained = card_precision(card)
+    if trained != precision:
+        raise ValueError(f"{card['tag']}: the card's {metric} was measured in {trained}; this run is {precision} "
+                         f"and the card has no {precision} seed study to compare with (see its reproducibility block)")
+    return {"metric": metric, "source": "recipe tolerance (no seed study on the card)", "mean": card["metrics"][metric],
+            "std": 0.0, "n": 1, "k": 0.0, "floor": float(exp.get("tolerance", 0.0)), "mode": mode}
+
+
+def judge(ref: dict, values: list[float]) -> dict:
+    """Compare one run (or the mean of several) with the reference; {"passed", "bound", "measured", ...}."""
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return {**ref, "measured": None, "passed": False, "bound": None}
+    got = statistics.fmean(vals)
+    spread = ref["std"]
+    if len(vals) > 1:  # the spread of a difference of two means
+        spread = math.sqrt(ref["std"] ** 2 / ref["n"] + statistics.stdev(vals) ** 2 / len(vals))
+    bound = ref["k"] * spread + ref["floor"]
+    if ref["mode"] == "max":
+        passed = got >= ref["mean"] - bound
+    elif ref["mode"] == "min":
+        passed = got <= ref["mean"] + bound
+    else:
+        passed = abs(got - ref["mean"]) <= bound
+    return {**ref, "measured": got, "values": vals, "bound": bound, "passed": bool(passed)}
+
+
+def reproduce(tag: str, overrides=(), *, seeds: int = 1, device: str | None = None,
+              runs_root="runs") -> tuple[bool, dict]:
+    """Re-run the card's recipe over `seeds` seeds (the published one first) and judge the result."""
+    card = W.get_card(tag)
+    if seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {seeds}")
+    reference(card, planned_precision(tag, overrides, device))  # no reference for this precision: say so first
+    runs = run_seeds(tag, study_seeds(published_seed(card), seeds), overrides, device=device, runs_root=runs_root)
+    precision = runs[0]["precision"]
+    verdict = judge(reference(card, precision), [r["value"] for r in runs])
+    verdict.update(tag=tag, card=card["metrics"].get(verdict["metric"]), precision=precision, runs=runs,
+                   seconds=sum(r["seconds"] for r in runs), machine=machine(), tolerance=verdict["bound"],
+                   run_dir=runs[0]["run_dir"])
+    return verdict["passed"], verdict
+
+
+def all_tags() -> list[str]:
+    return sorted(W.load_index())
+
+
+def fast_tags(max_minutes: float = FAST_MINUTES) -> list[str]:
+    """Published tags whose recipe measured <= max_minutes per run (their card's reproducibility.minutes)."""
+    cards = W.load_index()
+    return sorted(t for t, c in cards.items()
+                  if (c.get("reproducibility") or {}).get("minutes") is not None
+                  and c["reproducibility"]["minutes"] <= max_minutes)
+
+
+def _folder(tag: str) -> Path:
+    folder = W.resolve(tag)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{tag}: no local weights folder to record into ({folder})")
+    return folder
+
+
+def write_block(tag: str, block: dict) -> Path:
+    """Store a card's reproducibility block: config.json, the README's section, and (for bundled folders) the
+    package's card index. model.safetensors is never touched."""
+    from ..utils import bundled_dir, write_json
+
+    folder = _folder(tag)
+    config = json.loads((folder / "config.json").read_text())
+    config["reproducibility"] = block
+    write_json(folder / "config.json", config)
+    readme = folder / "README.md"
+    if readme.is_file():
+        readme.write_text(replace_section(readme.read_text(), reproducibility_markdown(config)))
+    if folder.resolve().parent == bundled_dir("weights").resolve():
+        W.write_index()
+    return folder
+
+
+def replace_section(text: str, section: str, heading: str = "## Reproducibility") -> str:
+    """`text` with its `heading` section (up to the next "## ") replaced by `section`, or `section` appended."""
+    start = text.find("\n" + heading + "\n")
+    if start < 0:
+        return text.rstrip("\n") + "\n\n" + section
+    end = text.find("\n## ", start + len(heading) + 2)
+    return text[:start + 1] + section + ("\n" + text[end + 1:] if end >= 0 else "")
+
+
+def record_study(tag: str, runs: list[dict], *, date: str | None = None, note: str = "") -> dict:
+    """Put a seed study (runs from `run_seeds`, all in one precision) on the card."""
+    card = W.get_card(tag)
+    precisions = {r["precision"] for r in runs}
+    if len(precisions) != 1:
+        raise ValueError(f"{tag}: a seed study mixes precisions {sorted(precisions)}; record one precision at a time")
+    block = dict(card.get("reproducibility") or {})
+    studies = {k: v for k, v in (block.get("seed_study") or {}).items() if v.get("n")}
+    study = {**summarise(runs), "metric": card["expect"]["metric"], "values": [r["value"] for r in runs],
+             "seeds": [r["seed"] for r in runs], "published_seed": published_seed(card),
+             "seconds": [r["seconds"] for r in runs], "machine": {**machine(), "hardware": runs[0]["hardware"]},
+             "date": date or today()}
+    if note:
+        study["machine"]["note"] = note
+    studies[precisions.pop()] = study
+    # the fastest run: on a shared machine, other jobs only ever add time
+    block.update(seed_study=studies, k=block.get("k", K_STD), minutes=round(min(study["seconds"]) / 60, 2))
+    every = ", ".join(f"{x:.0f}" for x in study["seconds"])
+    block["minutes_note"] = f"the fastest of the seed study's runs (all: {every} s){', on a ' + note if note else ''}"
+    write_block(tag, block)
+    return block
+
+
+def record_pass(verdict: dict, *, note: str = "") -> None:
+    """Add a passed `zoo reproduce` to the card's "reproduced on" list (one row per machine and precision)."""
+    if not verdict.get("passed"):
+        raise ValueError(f"{verdict['tag']}: only a passed reproduction goes on the card")
+    card = W.get_card(verdict["tag"])
+    block = dict(card.get("reproducibility") or {})
+    hw = verdict["machine"]["hardware"] + (f", {note}" if note else "")
+    row = {"machine": hw, "precision": verdict["precision"], "value": verdict["measured"],
+           "seconds": verdict["seconds"], "date": today(), "n": len(verdict["values"]), "torch": torch.__version__}
+    rows = [r for r in block.get("reproduced_on", []) if (r["machine"], r["precision"]) != (hw, row["precision"])]
+    block["reproduced_on"] = [*rows, row]
+    write_block(verdict["tag"], block)
+
+
+def today() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
+
+
+def reproducibility_markdown(card: dict) -> str:
+    """The model card's "Reproducibility" section, from config.json's reproducibility block."""
+    tag = card["tag"]
+    block = card.get("reproducibility") or {}
+    metric = (card.get("expect") or {}).get("metric")
+    lines = ["## Reproducibility", ""]
+    training = card.get("training") or {}
+    lines += [f"The card's figures were measured in {card_precision(card)} on "
+              f"{training.get('hardware') or 'an unrecorded machine'}; a run in another precision is compared "
+              "only with a seed study of its own precision.", ""]
+    studies = block.get("seed_study") or {}
+    if not studies or all(not s.get("n") for s in studies.values()):
+        reason = next((s.get("reason") for s in studies.values() if s.get("reason")), None) or block.get("note")
+        lines.append(f"Seed study: not run{': ' + reason if reason else ''}. `zoo reproduce {tag}` judges a run "
+                     "with the recipe's `expect` tolerance.")
+    else:
+        k = block.get("k", K_STD)
+        lines += [f"`zoo reproduce {tag}` passes when `{metric}` lies within {k:g} std of the seed study's mean for "
+                  f"the run's precision (floor {FLOOR:.1%} of the mean, at least {ABS_FLOOR:g}); "
+                  f"`--seeds N` compares the mean of N seeds.", "",
+                  "| precision | mean | std | n | seeds | published seed | machine | date |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for prec, s in studies.items():
+            if s.get("n"):
+                lines.append(f"| {prec} | {s['mean']:.4f} | {s['std']:.4f} | {s['n']} | "
+                             f"{', '.join(str(x) for x in s['seeds'])} | {s['published_seed']} | "
+                             f"{s['machine']['hardware']}, torch {s['machine']['torch']}"
+                             f"{'; ' + s['machine']['note'] if s['machine'].get('note') else ''} | {s['date']} |")
+    if block.get("minutes") is not None:
+        lines += ["", f"One run of the recipe: {block['minutes']:.1f} min ({block.get('minutes_note', 'measured')})."]
+    if block.get("schedule"):
+        lines += ["", block["schedule"]]
+    rows = block.get("reproduced_on") or []
+    lines += ["", "Reproduced on:", ""]
+    if rows:
+        lines += ["| machine | precision | value | time | date | source |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['machine']} | {r['precision']} | {r['value']:.4f} | "
+                  f"{'-' if r['seconds'] is None else format(r['seconds'], '.0f') + ' s'} | {r['date']} | "
+                  f"{r.get('source', '`zoo reproduce`')} |" for r in rows]
+    else:
+        lines.append("no machine yet (`zoo reproduce` has not passed since the block was added).")
+    return "\n".join(lines) + "\n"
