@@ -86,6 +86,8 @@ class ExportedModel(nn.Module):
         super().__init__()
         object.__setattr__(self, "_model", model)  # not a submodule: its parameters are not what runs
         self.runner, self.output_names, self.dict_outputs = runner, output_names, dict_outputs
+        # code that asks `next(model.parameters()).device` learns that the export runs on the CPU
+        self.device_anchor = nn.Parameter(torch.zeros(0), requires_grad=False)
 
     def forward(self, *inputs):
         # exported graphs take dense tensors (gcn's sparse node features included)
