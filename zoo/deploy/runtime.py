@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-FILES = {"onnx": "model.onnx", "pt2": "model.pt2", "torchscript": "model.ts"}
+# aoti: the torch.export program compiled ahead of time by AOTInductor (a package C++ loads without Python)
+FILES = {"onnx": "model.onnx", "pt2": "model.pt2", "torchscript": "model.ts", "aoti": "model.aoti.pt2"}
 
 
 def need(module: str, extra: str = "deploy"):
@@ -56,7 +57,7 @@ class OnnxModule(nn.Module):
 
 
 def load_exported(path: str | os.PathLike, threads: int | None = None) -> nn.Module:
-    """A callable over an exported file (model.onnx / model.pt2 / model.ts) or the folder that holds one."""
+    """A callable over an exported file (model.onnx / .pt2 / .ts / .aoti.pt2) or the folder that holds one."""
     path = Path(path)
     if path.is_dir():
         found = [path / f for f in FILES.values() if (path / f).is_file()]
@@ -67,6 +68,8 @@ def load_exported(path: str | os.PathLike, threads: int | None = None) -> nn.Mod
         raise FileNotFoundError(f"no exported model at {path}")
     if path.suffix == ".onnx":
         return OnnxModule(path, threads)
+    if path.name.endswith(".aoti.pt2"):
+        return torch._inductor.aoti_load_package(str(path))
     if path.suffix == ".pt2":
         return torch.export.load(str(path)).module()
     if path.suffix == ".ts":
