@@ -123,3 +123,17 @@ def test_cli_export(tmp_path, capsys):
     assert json.loads((tmp_path / "f" / "deploy.json").read_text())["opset"] == 12
     assert main(["export", "bev", "--format", "onnx", "--opset", "15", "--out", str(tmp_path / "g")]) == 2
     assert "opset 16" in capsys.readouterr().err
+
+
+def test_distill_loss_is_hintons():
+    from zoo.deploy.distill import distill_loss
+
+    torch.manual_seed(0)
+    s, t, ce = torch.randn(6, 10), torch.randn(6, 10), torch.tensor(1.5)
+    teacher = {"model": lambda x: t, "temperature": 4.0, "alpha": 0.7}
+    kl = (torch.softmax(t / 4, 1) * (torch.log_softmax(t / 4, 1) - torch.log_softmax(s / 4, 1))).sum(1).mean()
+    torch.testing.assert_close(distill_loss(s, None, ce, teacher), 0.7 * 16 * kl + 0.3 * ce)
+    same = {"model": lambda x: s, "temperature": 2.0, "alpha": 1.0}
+    assert float(distill_loss(s, None, ce, same)) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="same classes"):
+        distill_loss(s, None, ce, {"model": lambda x: t[:, :5], "temperature": 1.0, "alpha": 0.5})

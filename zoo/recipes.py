@@ -86,6 +86,12 @@ ENGINE_SCHEMA: dict[str, Any] = {
         "log_every": F(int, 50),
         "max_minutes": F((int, float, type(None)), None),
         "threads": F((int, type(None)), None),
+        "distill": {  # knowledge distillation (Hinton et al. 2015), see zoo.deploy.distill
+            "teacher": F(OPT_STR, None, "tag, weights folder or run dir of the teacher; None: no distillation"),
+            "temperature": F(NUM, 4.0, "softmax temperature T of the KL term (scaled by T^2)"),
+            "alpha": F(NUM, 0.5, "weight of the KL term; 1 - alpha weighs the task's own loss"),
+        },
+        "profile": F(bool, False, "profile a few training steps with torch.profiler (trace in the run dir)"),
     },
     "expect": {
         "metric": F(str),

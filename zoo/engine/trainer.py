@@ -233,6 +233,10 @@ class Trainer:
         ema = EMA(model, cfg["ema"]) if cfg["ema"] else None
         # built before any RNG state is restored, so a resumed run draws exactly what the original drew
         ctx.augment = task.build_augment(ctx.recipe.get("augment", {}), data, device)
+        if cfg["distill"]["teacher"]:  # train.distill: the task's step mixes in the teacher (zoo.deploy.distill)
+            from ..deploy.distill import load_teacher
+
+            ctx.extra["teacher"] = load_teacher(cfg["distill"], device)
         pos = {"step": 0, "epoch": 0, "batch": 0, "best": None, "bad_evals": 0, "elapsed": 0.0}
         ckpt = self.restore("last")
         if ckpt is not None:
