@@ -37,7 +37,9 @@ def build_command(out: Path) -> list[str]:
     libs = cpp_extension.library_paths()
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
     return [cxx, "-std=c++20", "-O1", f"-D_GLIBCXX_USE_CXX11_ABI={abi}", *includes, str(SOURCE), "-o", str(out),
-            *[f"-L{p}" for p in libs], *[f"-Wl,-rpath,{p}" for p in libs], "-ltorch", "-ltorch_cpu", "-lc10"]
+            *[f"-L{p}" for p in libs],
+            # RPATH, not RUNPATH: it also serves the model library the loader dlopens, which needs libtorch.so
+            "-Wl,--disable-new-dtags", *[f"-Wl,-rpath,{p}" for p in libs], "-ltorch", "-ltorch_cpu", "-lc10"]
 
 
 def build_runner(out_dir: str | os.PathLike) -> Path:
