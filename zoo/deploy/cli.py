@@ -3,6 +3,7 @@
   zoo export NAME_OR_RUN --format onnx|pt2|torchscript|aoti [--opset N] [--no-dynamic-batch] --out DIR
   zoo quantize NAME --method static|dynamic [--calib N] [--backend onnxruntime] [--out DIR]
   zoo prune NAME --amount A [--minutes M] [--out DIR]
+  zoo profile NAME [--batch B ...] [--trace DIR]
 """
 
 from __future__ import annotations
@@ -47,6 +48,22 @@ def cmd_prune(a) -> int:
     return 0
 
 
+def cmd_profile(a) -> int:
+    from .profile import profile
+
+    report = profile(a.name, a.batch, trace_dir=a.trace, repeats=a.repeats)
+    print(f"{report['model']} on {report['device']} ({report['threads']} threads)")
+    header = f"{'batch':>6} {'latency ms':>11} {'GFLOPs':>9} {'GFLOP/s':>8} {'peak MB':>8}"
+    print(header)
+    for r in report["rows"]:
+        print(f"{r['batch']:>6} {r['latency_ms']:>11.2f} {r['flops'] / 1e9:>9.3f} {r['gflops_per_s']:>8.1f} "
+              f"{r['peak_memory_bytes'] / 2**20:>8.1f}")
+    print(report["top_ops"])
+    if report["trace"]:
+        print(f"trace: {report['trace']} (TensorBoard's profiler plugin, or Perfetto: ui.perfetto.dev)")
+    return 0
+
+
 def add_commands(add) -> None:
     """Register the deployment verbs with zoo.cli's `add(name, fn, help)` (which returns the subparser)."""
     from .export import DEFAULT_OPSET, FORMATS
@@ -79,3 +96,9 @@ def add_commands(add) -> None:
     sp.add_argument("--minutes", type=float, default=5.0, help="recovery fine-tune budget (default 5)")
     sp.add_argument("--out", help="folder (default ./<tag>-pruned)")
     sp.add_argument("overrides", nargs="*", help="recipe key=value overrides for the fine-tune")
+
+    sp = add("profile", cmd_profile, "top operators, FLOPs, latency per batch size, peak memory, and a trace")
+    sp.add_argument("name", help="tag, family name, weights folder or run dir")
+    sp.add_argument("--batch", type=int, nargs="+", default=[1, 64], help="batch sizes (default 1 64)")
+    sp.add_argument("--trace", help="folder for the trace file (TensorBoard / Perfetto)")
+    sp.add_argument("--repeats", type=int, default=10, help="timed calls per batch size (default 10)")

@@ -285,6 +285,11 @@ class Trainer:
             return share
 
         bar = self.progress(total, pos["step"])
+        profiler = None
+        if cfg["profile"] and ctx.is_main and ctx.run_dir is not None:  # train.profile: a trace of a few steps
+            from ..deploy.profile import TrainingProfiler
+
+            profiler = TrainingProfiler(ctx.run_dir)
         used = budget_used() if budget else 0.0
         seen, t_log, running = 0, time.perf_counter(), []
         stop = False
@@ -317,6 +322,8 @@ class Trainer:
                 seen += len(idx) * world
                 running.append(float(loss.detach()))
                 bar.update(1)
+                if profiler is not None:
+                    profiler.step()
                 if pos["step"] % cfg["log_every"] == 0 or pos["step"] == total:
                     rate = seen / max(1e-9, time.perf_counter() - t_log)
                     rec = {"step": pos["step"], "epoch": pos["epoch"], "loss": self._mean(running),
@@ -341,6 +348,8 @@ class Trainer:
                 pos["epoch"] += 1
                 pos["batch"] = 0
         bar.close()
+        if profiler is not None:
+            profiler.close()
         pos["elapsed"] = time.monotonic() - start
         checkpoint()
         if ema is not None:
