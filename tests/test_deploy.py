@@ -137,3 +137,62 @@ def test_distill_loss_is_hintons():
     assert float(distill_loss(s, None, ce, same)) == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match="same classes"):
         distill_loss(s, None, ce, {"model": lambda x: t[:, :5], "temperature": 1.0, "alpha": 0.5})
+
+
+def test_quantize_cnn_int8_accuracy_on_a_fixed_slice(tmp_path):
+    """Static int8 (onnxruntime QDQ) of cnn.fashion_mnist: <= 0.3x the size, accuracy held on 2,000 test images."""
+    from zoo.deploy.quantize import quantize
+    from zoo.deploy.runtime import ExportedModel, OnnxModule
+    from zoo.engine.run import load_for_eval, make_context, resolve_recipe
+    from zoo.tasks.classification import ImageBatches
+
+    out = quantize("cnn.fashion_mnist", "static", calib=128, out_dir=tmp_path / "q", measure=False)
+    card = json.loads((out / "deploy.json").read_text())
+    assert card["tag"] == "cnn.fashion_mnist-int8" and card["size_ratio"] <= 0.3
+    model, raw = load_for_eval("cnn.fashion_mnist")
+    recipe, task = resolve_recipe(raw)
+    ctx = make_context(recipe, task, run_dir=None, device="cpu", resume=False)
+    test = task.build_data(recipe["data"], ctx).test
+    images, labels = test.tensors[0][:2000], test.tensors[1][:2000]  # a fixed slice, single view
+    part = ImageBatches(images, labels, {k: v for k, v in test.spec.items() if k != "tta"}, test.classes)
+    acc = {}
+    for name, path in (("fp32", out / "fp32" / "model.onnx"), ("int8", out / "model.onnx")):
+        stand_in = ExportedModel(model, OnnxModule(path), ["logits"], False)
+        acc[name] = task.evaluate(stand_in, part, ctx)["accuracy"]
+    assert acc["int8"] >= acc["fp32"] - 0.01 and acc["int8"] >= 0.93, acc
+
+
+def test_prune_channels_removes_flops():
+    from zoo.deploy.prune import flops_and_params, prune_channels
+
+    model = zoo.create("cnn.fashion_mnist", pretrained=True).eval()
+    x = model.example_inputs(2)
+    pruned = prune_channels(model, 0.3, x)
+    (f0, p0), (f1, p1) = flops_and_params(model, x), flops_and_params(pruned, x)
+    assert f1 <= 0.5 * f0 and p1 < p0
+    assert pruned(x[0]).shape == (2, 10)  # the classifier keeps its 10 outputs
+    with pytest.raises(ValueError, match=r"amount must be in \(0, 1\)"):
+        prune_channels(model, 1.5, x)
+
+
+def test_cli_profile(tmp_path, capsys):
+    assert main(["profile", "dqn.cartpole", "--batch", "1", "4", "--repeats", "2", "--trace", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "latency ms" in out and "aten::" in out and "trace:" in out
+    trace = next(tmp_path.glob("*.pt.trace.json"))
+    assert "traceEvents" in json.loads(trace.read_text())
+
+
+def test_aoti_package_runs_from_cpp(tmp_path):
+    """AOTInductor packages of cnn and unet3d, loaded and run by the C++ program built with g++ against the wheel."""
+    from zoo.deploy.aoti import build_runner, compiler, run_cpp
+
+    if compiler() is None:
+        pytest.skip("no C++ compiler (g++ or $CXX): the AOTInductor runner cannot be built here")
+    exe = build_runner()
+    for family in ("cnn", "unet3d"):
+        model = small(family).eval()
+        out = export(model, "aoti", tmp_path / family)
+        x = graph_spec(model).example_inputs(3)[0]
+        with torch.no_grad():
+            torch.testing.assert_close(run_cpp(exe, out / "model.aoti.pt2", x), model(x), atol=1e-4, rtol=1e-4)

@@ -42,8 +42,14 @@ def build_command(out: Path) -> list[str]:
             "-Wl,--disable-new-dtags", *[f"-Wl,-rpath,{p}" for p in libs], "-ltorch", "-ltorch_cpu", "-lc10"]
 
 
-def build_runner(out_dir: str | os.PathLike) -> Path:
-    """Compile run_aoti.cpp into out_dir/run_aoti (reused when newer than the source); returns its path."""
+def build_runner(out_dir: str | os.PathLike | None = None) -> Path:
+    """Compile run_aoti.cpp into out_dir/run_aoti (reused when newer than the source); returns its path.
+
+    Default folder: zoo's cache (`ZOO_CACHE`, ~/.cache/zoo), one build per torch version."""
+    if out_dir is None:
+        from ..utils import cache_dir
+
+        out_dir = cache_dir(f"aoti-runner-torch-{torch.__version__}")
     out = Path(out_dir) / "run_aoti"
     if out.is_file() and out.stat().st_mtime > SOURCE.stat().st_mtime:
         return out
