@@ -17,7 +17,7 @@ from zoo.cli import main
 pytest.importorskip("onnxruntime", reason="zoo[deploy] not installed: pip install 'zoo[deploy]'")
 pytest.importorskip("onnxscript", reason="zoo[deploy] not installed: pip install 'zoo[deploy]'")
 
-from zoo.deploy.export import export, stand_in  # noqa: E402
+from zoo.deploy.exporter import export, stand_in  # noqa: E402
 from zoo.deploy.graphs import graph_spec  # noqa: E402
 
 
@@ -119,8 +119,8 @@ def test_cli_export(tmp_path, capsys):
     assert main(["export", "dqn.cartpole", "--format", "onnx", "--out", str(tmp_path / "e")]) == 0
     printed = capsys.readouterr().out
     assert "model.onnx" in printed and "max abs diff" in printed
-    assert main(["export", "dqn.cartpole", "--format", "onnx", "--opset", "12", "--out", str(tmp_path / "f")]) == 0
-    assert json.loads((tmp_path / "f" / "deploy.json").read_text())["opset"] == 12
+    assert main(["export", "dqn.cartpole", "--format", "onnx", "--opset", "17", "--out", str(tmp_path / "f")]) == 0
+    assert json.loads((tmp_path / "f" / "deploy.json").read_text())["opset"] == 17
     assert main(["export", "bev", "--format", "onnx", "--opset", "15", "--out", str(tmp_path / "g")]) == 2
     assert "opset 16" in capsys.readouterr().err
 

@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import zoo  # noqa: E402
-from zoo.deploy.export import export  # noqa: E402
+from zoo.deploy.exporter import export  # noqa: E402
 from zoo.deploy.graphs import graph_spec  # noqa: E402
 from zoo.deploy.prune import flops_and_params, prune_channels  # noqa: E402
 from zoo.deploy.quantize import quantize, throughput  # noqa: E402

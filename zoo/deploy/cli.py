@@ -12,7 +12,7 @@ import json
 
 
 def cmd_export(a) -> int:
-    from .export import export
+    from .exporter import export
 
     out = export(a.name, a.format, a.out, opset=a.opset, dynamic_batch=a.dynamic_batch)
     card = json.loads((out / "deploy.json").read_text())
@@ -66,12 +66,12 @@ def cmd_profile(a) -> int:
 
 def add_commands(add) -> None:
     """Register the deployment verbs with zoo.cli's `add(name, fn, help)` (which returns the subparser)."""
-    from .export import DEFAULT_OPSET, FORMATS
+    from . import DEFAULT_OPSET, FILES
 
     sp = add("export", cmd_export, "export a model to ONNX, torch.export (.pt2) or TorchScript, checked against "
              "PyTorch, with a card (deploy.json, README.md)")
     sp.add_argument("name", help="tag, family name, weights folder or run dir")
-    sp.add_argument("--format", required=True, choices=FORMATS)
+    sp.add_argument("--format", required=True, choices=list(FILES))
     sp.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     sp.add_argument("--dynamic-batch", action="store_true", default=True,
                     help="keep the batch axis symbolic (the default)")

@@ -24,7 +24,7 @@ def load_teacher(cfg: dict, device: torch.device) -> dict | None:
     if cfg["temperature"] <= 0 or not 0 <= cfg["alpha"] <= 1:
         raise ValueError(f"train.distill: temperature must be > 0 and alpha in [0, 1], got {cfg['temperature']} "
                          f"and {cfg['alpha']}")
-    from .export import load_model
+    from .exporter import load_model
 
     teacher = load_model(cfg["teacher"]).to(device).eval()
     teacher.requires_grad_(False)

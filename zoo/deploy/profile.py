@@ -18,7 +18,7 @@ import torch
 from torch.profiler import ProfilerActivity, tensorboard_trace_handler
 from torch.profiler import profile as torch_profile
 
-from .export import load_model
+from .exporter import load_model
 from .graphs import graph_spec
 from .prune import flops_and_params
 

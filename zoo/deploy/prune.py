@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..utils import write_json
-from .export import export, load_model, source_info
+from .exporter import export, load_model, source_info
 from .graphs import graph_spec
 from .runtime import need
 

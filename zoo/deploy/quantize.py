@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..utils import write_json
-from .export import FILES, export, load_model, source_info
+from .exporter import FILES, export, load_model, source_info
 from .graphs import graph_spec
 from .runtime import ExportedModel, OnnxModule, need
 

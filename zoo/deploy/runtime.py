@@ -14,8 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-# aoti: the torch.export program compiled ahead of time by AOTInductor (a package C++ loads without Python)
-FILES = {"onnx": "model.onnx", "pt2": "model.pt2", "torchscript": "model.ts", "aoti": "model.aoti.pt2"}
+from . import FILES
 
 
 def need(module: str, extra: str = "deploy"):

@@ -189,7 +189,7 @@ def evaluate(name_or_run: str, *, data: str | None = None, overrides=(), device:
     loaded.to(ctx.device).eval()
     with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
         if runtime:
-            from ..deploy.export import stand_in
+            from ..deploy.exporter import stand_in
 
             loaded = stand_in(loaded, runtime, tmp, threads=torch.get_num_threads())
         elif model is not None:

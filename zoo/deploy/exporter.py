@@ -20,12 +20,11 @@ import torch
 from torch import nn
 
 from ..utils import sha256_file, write_json
+from . import DEFAULT_OPSET, RUNTIMES
 from .graphs import GraphSpec, graph_spec
 from .runtime import FILES, ExportedModel, load_exported, need
 
 FORMATS = tuple(FILES)
-DEFAULT_OPSET = 18  # torch.onnx's dynamo exporter emits opset 18; lower ones go through onnx's version converter
-RUNTIMES = {"onnxruntime": "onnx", "torch.export": "pt2", "torchscript": "torchscript"}  # zoo eval --runtime
 TOLERANCE = 1e-4
 PARITY_BATCHES = (1, 3)
 
