@@ -77,7 +77,8 @@ def prune(name: str, amount: float = 0.5, *, minutes: float = 5.0, out_dir: str 
         fit = task.fit(pruned, data, ctx) or {}
         pruned.cpu().eval()
         with torch.no_grad():
-            metrics = {k: float(v) for k, v in task.evaluate(pruned, data.test or data.val, ctx).items()}
+            metrics = {k: float(v) for k, v in task.evaluate(pruned, data.test if data.test is not None else data.val,
+                                                                   ctx).items()}
     export(pruned, "onnx", out)
     with torch.no_grad():
         speed = {"dense": throughput(model, x), "pruned": throughput(pruned, x)}
