@@ -7,8 +7,8 @@ The folder holds model.onnx (int8), the fp32 export it came from is re-measured 
 onnxruntime models, images (rows) per second of both at one batch size and thread count, and file sizes.
 
 Calibration inputs are recorded, not invented: the task's own evaluation runs on the validation split
-(else the training split) with a recorder standing in for the model, which keeps the first `calib`
-preprocessed inputs exactly as the model would see them and then stops the pass.
+(else the training split, else the evaluation split: see `calibration_inputs`) with a recorder standing in
+for the model, which keeps the first `calib` preprocessed inputs exactly as the model sees them and stops.
 """
 
 from __future__ import annotations
@@ -56,23 +56,31 @@ class Recorder(nn.Module):
             return getattr(self.model, name)
 
 
-def calibration_inputs(name: str, rows: int) -> list[tuple[torch.Tensor, ...]]:
-    """The first `rows` inputs the model sees when its task evaluates the calibration split."""
+def calibration_inputs(name: str, rows: int) -> tuple[str, list[tuple[torch.Tensor, ...]]]:
+    """(split, the first `rows` inputs the model sees when its task evaluates that split): the validation
+    split, else the training split, else (where the task evaluates neither, e.g. unet3d's patch splits) the
+    evaluation split itself (inputs only: no label takes part in calibration)."""
     from ..engine.run import evaluate
 
-    box = {}
+    reasons = []
+    for split in ("val", "train", "test"):
+        rec = None
 
-    def record(model):
-        box["rec"] = Recorder(model, rows)
-        return box["rec"]
+        def record(model):
+            nonlocal rec
+            rec = Recorder(model, rows)
+            return rec
 
-    try:
-        evaluate(name, model=record, split="calibration")
-    except _Enough:
-        pass
-    if "rec" not in box or not box["rec"].inputs:
-        raise RuntimeError(f"{name}: its task's evaluation gave no inputs to calibrate on")
-    return box["rec"].inputs
+        try:
+            evaluate(name, model=record, split=split)
+        except _Enough:
+            pass
+        except (ValueError, TypeError, AttributeError, KeyError) as e:  # no such split, or not evaluable
+            reasons.append(f"{split}: {e}")
+            continue
+        if rec is not None and rec.inputs:
+            return split, rec.inputs
+    raise RuntimeError(f"{name}: no split gave inputs to calibrate on ({'; '.join(reasons)})")
 
 
 def throughput(runner, inputs: tuple, seconds: float = 3.0) -> float:
@@ -117,11 +125,13 @@ def quantize(name: str, method: str = "static", *, calib: int = 512, backend: st
     fp32_dir = out / "fp32"
     export(model, "onnx", fp32_dir)
     int8 = out / FILES["onnx"]
+    split = None
     with tempfile.TemporaryDirectory() as tmp:
         prep = Path(tmp) / "prep.onnx"
         Q.quant_pre_process(str(fp32_dir / FILES["onnx"]), str(prep), skip_symbolic_shape=True)
         if method == "static":
-            feeds = [dict(zip(spec.input_names, (x.numpy() for x in xs))) for xs in calibration_inputs(name, calib)]
+            split, inputs = calibration_inputs(name, calib)
+            feeds = [dict(zip(spec.input_names, (x.numpy() for x in xs))) for xs in inputs]
             reader = _Reader(feeds)
             Q.quantize_static(str(prep), str(int8), reader, quant_format=Q.QuantFormat.QDQ, per_channel=True,
                               activation_type=Q.QuantType.QUInt8, weight_type=Q.QuantType.QInt8,
@@ -130,7 +140,7 @@ def quantize(name: str, method: str = "static", *, calib: int = 512, backend: st
             Q.quantize_dynamic(str(prep), str(int8), weight_type=Q.QuantType.QInt8)
     sizes = {"fp32": (fp32_dir / FILES["onnx"]).stat().st_size, "int8": int8.stat().st_size}
     card = {"source": src, "tag": f"{src['tag'] or src['arch']}-int8", "format": "onnx", "backend": backend,
-            "method": method, "calibration_rows": calib if method == "static" else None,
+            "method": method, "calibration": {"rows": calib, "split": split} if method == "static" else None,
             "size_bytes": sizes, "size_ratio": sizes["int8"] / sizes["fp32"]}
     if measure:
         card.update(_measure(name, model, spec, fp32_dir / FILES["onnx"], int8, batch, threads))

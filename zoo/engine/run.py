@@ -174,7 +174,7 @@ def evaluate(name_or_run: str, *, data: str | None = None, overrides=(), device:
     through the model exported to that runtime (on the CPU) instead of the PyTorch model.
 
     `model` (a callable `model(pytorch_model) -> module`) replaces the loaded model, e.g. with an int8 export
-    standing in for it; `split` "test" is the test set (else validation), "calibration" validation, else train.
+    standing in for it; `split`: "test" (the test set, else validation), "val" or "train".
     """
     loaded, raw = load_for_eval(name_or_run)
     raw = R.apply_overrides(raw, list(overrides))
@@ -184,8 +184,10 @@ def evaluate(name_or_run: str, *, data: str | None = None, overrides=(), device:
     on_cpu = runtime or model is not None
     ctx = make_context(recipe, task, run_dir=None, device="cpu" if on_cpu else device, resume=False)
     ds = task.build_data(recipe["data"], ctx)
-    order = [ds.test, ds.val] if split == "test" else [ds.val, ds.train, ds.test]
-    subset = next(s for s in order if s is not None)
+    order = {"test": [ds.test, ds.val], "val": [ds.val], "train": [ds.train]}[split]
+    subset = next((s for s in order if s is not None), None)
+    if subset is None:
+        raise ValueError(f"{name_or_run}: its recipe's data has no {split} split")
     loaded.to(ctx.device).eval()
     with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
         if runtime:
