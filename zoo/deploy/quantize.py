@@ -36,7 +36,8 @@ class _Enough(Exception):
 
 
 class Recorder(nn.Module):
-    """Stands in for a model during evaluation: runs it, keeps its inputs until `rows` are held, then stops."""
+    """Runs the model and keeps its inputs until `rows` are held, then stops the pass. Used as the runner of an
+    ExportedModel, so the model's own methods (unet3d.segment's tiles, dqn.act) feed it too."""
 
     def __init__(self, model: nn.Module, rows: int):
         super().__init__()
@@ -48,12 +49,6 @@ class Recorder(nn.Module):
         if self.held >= self.rows:
             raise _Enough
         return self.model(*inputs)
-
-    def __getattr__(self, name):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self.model, name)
 
 
 def calibration_inputs(name: str, rows: int) -> tuple[str, list[tuple[torch.Tensor, ...]]]:
@@ -69,7 +64,7 @@ def calibration_inputs(name: str, rows: int) -> tuple[str, list[tuple[torch.Tens
         def record(model):
             nonlocal rec
             rec = Recorder(model, rows)
-            return rec
+            return ExportedModel(model, rec, [], dict_outputs=False)
 
         try:
             evaluate(name, model=record, split=split)
