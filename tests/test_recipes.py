@@ -67,7 +67,8 @@ BUNDLED = R.list_recipes()
 # step 2 and the loss jumps (2.33 -> 4.36), so the smoke run warms up over 75% of them; its 10-view test-time
 # augmentation over the 10,000 test images (80 s here) is checked by test_cnn's card re-check instead.
 SMOKE_EXTRA = {"nerf/vanilla_lego": ["train.max_steps=12"],
-               "cnn/fashion_mnist": ["schedule.pct_start=0.75", "augment.tta=[]"]}
+               "cnn/fashion_mnist": ["schedule.pct_start=0.75", "augment.tta=[]"],
+               "cnn/distill_fashion_mnist": ["schedule.pct_start=0.75", "augment.tta=[]"]}
 
 
 @pytest.mark.parametrize("name", BUNDLED)

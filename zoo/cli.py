@@ -344,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", help="evaluate on this data instead")
     sp.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     sp.add_argument("--episodes", type=int, help="evaluation episodes (reinforcement learning families)")
-    sp.add_argument("--runtime", choices=["onnxruntime", "torch.export", "torchscript"],
+    sp.add_argument("--runtime", choices=["onnxruntime", "torch.export", "torchscript"],  # zoo.deploy.RUNTIMES
                     help="measure through the model exported to this runtime (CPU) instead of PyTorch")
     sp.add_argument("overrides", nargs="*")
     sp.add_argument("--device")

@@ -137,6 +137,12 @@ ENGINE_SCHEMA: dict[str, Any] = {
         "log_every": F(int, 50, ge=1),
         "max_minutes": F((int, float, type(None)), None, gt=0),
         "threads": F((int, type(None)), None, ge=1),
+        "distill": {  # knowledge distillation (Hinton et al. 2015), see zoo.deploy.distill
+            "teacher": F(OPT_STR, None, "tag, weights folder or run dir of the teacher; None: no distillation"),
+            "temperature": F(NUM, 4.0, "softmax temperature T of the KL term (scaled by T^2)", gt=0),
+            "alpha": F(NUM, 0.5, "weight of the KL term; 1 - alpha weighs the task's own loss", **PROB),
+        },
+        "profile": F(bool, False, "profile a few training steps with torch.profiler (trace in the run dir)"),
     },
     "expect": {
         "metric": F(str),

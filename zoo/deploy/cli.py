@@ -1,6 +1,9 @@
 """The deployment verbs of the `zoo` command; zoo.cli calls `add_commands(add)` once.
 
-  zoo export NAME_OR_RUN --format onnx|pt2|torchscript [--opset N] [--no-dynamic-batch] --out DIR
+  zoo export NAME_OR_RUN --format onnx|pt2|torchscript|aoti [--opset N] [--no-dynamic-batch] --out DIR
+  zoo quantize NAME --method static|dynamic [--calib N] [--backend onnxruntime] [--out DIR]
+  zoo prune NAME --amount A [--minutes M] [--out DIR]
+  zoo profile NAME [--batch B ...] [--trace DIR]
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ import json
 
 
 def cmd_export(a) -> int:
-    from .export import export
+    from .exporter import export
 
     out = export(a.name, a.format, a.out, opset=a.opset, dynamic_batch=a.dynamic_batch)
     card = json.loads((out / "deploy.json").read_text())
@@ -22,17 +25,80 @@ def cmd_export(a) -> int:
     return 0
 
 
+def cmd_quantize(a) -> int:
+    from .quantize import quantize
+
+    out = quantize(a.name, a.method, calib=a.calib, backend=a.backend, out_dir=a.out, batch=a.batch,
+                   threads=a.threads)
+    print(out)
+    print((out / "README.md").read_text(), end="")
+    return 0
+
+
+def cmd_prune(a) -> int:
+    from .prune import prune
+
+    out = prune(a.name, a.amount, minutes=a.minutes, out_dir=a.out, overrides=a.overrides)
+    card = json.loads((out / "prune.json").read_text())
+    print(out)
+    print(f"FLOPs {card['flops']['dense']:,} -> {card['flops']['pruned']:,} ({card['flops']['removed']:.1%} removed), "
+          f"params {card['params']['dense']:,} -> {card['params']['pruned']:,}, eager speed-up "
+          f"{card['speedup_eager']:.2f}x")
+    print(json.dumps(card["metrics"], indent=2))
+    return 0
+
+
+def cmd_profile(a) -> int:
+    from .profile import profile
+
+    report = profile(a.name, a.batch, trace_dir=a.trace, repeats=a.repeats)
+    print(f"{report['model']} on {report['device']} ({report['threads']} threads)")
+    header = f"{'batch':>6} {'latency ms':>11} {'GFLOPs':>9} {'GFLOP/s':>8} {'peak MB':>8}"
+    print(header)
+    for r in report["rows"]:
+        print(f"{r['batch']:>6} {r['latency_ms']:>11.2f} {r['flops'] / 1e9:>9.3f} {r['gflops_per_s']:>8.1f} "
+              f"{r['peak_memory_bytes'] / 2**20:>8.1f}")
+    print(report["top_ops"])
+    if report["trace"]:
+        print(f"trace: {report['trace']} (TensorBoard's profiler plugin, or Perfetto: ui.perfetto.dev)")
+    return 0
+
+
 def add_commands(add) -> None:
     """Register the deployment verbs with zoo.cli's `add(name, fn, help)` (which returns the subparser)."""
-    from .export import DEFAULT_OPSET, FORMATS
+    from . import DEFAULT_OPSET, FILES
 
     sp = add("export", cmd_export, "export a model to ONNX, torch.export (.pt2) or TorchScript, checked against "
              "PyTorch, with a card (deploy.json, README.md)")
     sp.add_argument("name", help="tag, family name, weights folder or run dir")
-    sp.add_argument("--format", required=True, choices=FORMATS)
+    sp.add_argument("--format", required=True, choices=list(FILES))
     sp.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     sp.add_argument("--dynamic-batch", action="store_true", default=True,
                     help="keep the batch axis symbolic (the default)")
     sp.add_argument("--no-dynamic-batch", dest="dynamic_batch", action="store_false",
                     help="fix every shape at batch size 2")
     sp.add_argument("--out", required=True, help="folder to write (created)")
+
+    sp = add("quantize", cmd_quantize, "int8 quantization to a new <tag>-int8 folder whose card re-measures the "
+             "metric, speed and size")
+    sp.add_argument("name", help="tag, weights folder or run dir")
+    sp.add_argument("--method", required=True, choices=["static", "dynamic"])
+    sp.add_argument("--calib", type=int, default=512, help="calibration inputs for static (default 512)")
+    sp.add_argument("--backend", default="onnxruntime", choices=["onnxruntime"])
+    sp.add_argument("--out", help="folder (default ./<tag>-int8)")
+    sp.add_argument("--batch", type=int, default=64, help="batch size of the speed measurement")
+    sp.add_argument("--threads", type=int, default=2, help="onnxruntime threads of the speed measurement")
+
+    sp = add("prune", cmd_prune, "structured channel pruning (torch-pruning) + a recovery fine-tune, "
+             "exported to ONNX with a card")
+    sp.add_argument("name", help="tag, weights folder or run dir")
+    sp.add_argument("--amount", type=float, required=True, help="share of channels to remove, in (0, 1)")
+    sp.add_argument("--minutes", type=float, default=5.0, help="recovery fine-tune budget (default 5)")
+    sp.add_argument("--out", help="folder (default ./<tag>-pruned)")
+    sp.add_argument("overrides", nargs="*", help="recipe key=value overrides for the fine-tune")
+
+    sp = add("profile", cmd_profile, "top operators, FLOPs, latency per batch size, peak memory, and a trace")
+    sp.add_argument("name", help="tag, family name, weights folder or run dir")
+    sp.add_argument("--batch", type=int, nargs="+", default=[1, 64], help="batch sizes (default 1 64)")
+    sp.add_argument("--trace", help="folder for the trace file (TensorBoard / Perfetto)")
+    sp.add_argument("--repeats", type=int, default=10, help="timed calls per batch size (default 10)")

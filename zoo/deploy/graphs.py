@@ -32,7 +32,7 @@ class GraphSpec:
     dynamic: dict[str, dict[int, str]]  # input name -> {axis: symbolic name}; the batch-like axes
     notes: list[str] = field(default_factory=list)  # what stays outside the graph, and why
     reference: callable | None = None  # the model's own outputs as a tuple (default: module's forward)
-    min_opset: int = 13                # the lowest ONNX opset that expresses every op of the graph
+    min_opset: int = 1                 # the lowest ONNX opset that expresses every op of the graph
     min_opset_why: str = ""
     dict_outputs: bool = False         # the model's forward returns a dict keyed by output_names
     whole_model: bool = True           # False: the graph is a part of the model (nerf's field), not its forward

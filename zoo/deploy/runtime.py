@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-FILES = {"onnx": "model.onnx", "pt2": "model.pt2", "torchscript": "model.ts"}
+from . import FILES
 
 
 def need(module: str, extra: str = "deploy"):
@@ -56,7 +56,7 @@ class OnnxModule(nn.Module):
 
 
 def load_exported(path: str | os.PathLike, threads: int | None = None) -> nn.Module:
-    """A callable over an exported file (model.onnx / model.pt2 / model.ts) or the folder that holds one."""
+    """A callable over an exported file (model.onnx / .pt2 / .ts / .aoti.pt2) or the folder that holds one."""
     path = Path(path)
     if path.is_dir():
         found = [path / f for f in FILES.values() if (path / f).is_file()]
@@ -67,6 +67,8 @@ def load_exported(path: str | os.PathLike, threads: int | None = None) -> nn.Mod
         raise FileNotFoundError(f"no exported model at {path}")
     if path.suffix == ".onnx":
         return OnnxModule(path, threads)
+    if path.name.endswith(".aoti.pt2"):
+        return torch._inductor.aoti_load_package(str(path))
     if path.suffix == ".pt2":
         return torch.export.load(str(path)).module()
     if path.suffix == ".ts":
@@ -86,6 +88,8 @@ class ExportedModel(nn.Module):
         super().__init__()
         object.__setattr__(self, "_model", model)  # not a submodule: its parameters are not what runs
         self.runner, self.output_names, self.dict_outputs = runner, output_names, dict_outputs
+        # code that asks `next(model.parameters()).device` learns that the export runs on the CPU
+        self.device_anchor = nn.Parameter(torch.zeros(0), requires_grad=False)
 
     def forward(self, *inputs):
         # exported graphs take dense tensors (gcn's sparse node features included)

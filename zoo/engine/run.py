@@ -221,23 +221,34 @@ def load_for_eval(name_or_run: str, *, trust_unverified: bool = False):
 
 
 def evaluate(name_or_run: str, *, data: str | None = None, overrides=(), device: str | None = None,
-             runtime: str | None = None) -> dict:
+             runtime: str | None = None, model=None, split: str = "test") -> dict:
     """Metrics on the card's evaluation data; with `runtime` ("onnxruntime", "torch.export", "torchscript")
-    through the model exported to that runtime (on the CPU) instead of the PyTorch model."""
-    model, raw = load_for_eval(name_or_run)
+    through the model exported to that runtime (on the CPU) instead of the PyTorch model.
+
+    `model` (a callable `model(pytorch_model) -> module`) replaces the loaded model, e.g. with an int8 export
+    standing in for it; `split`: "test" (the test set, else validation), "val" or "train".
+    """
+    loaded, raw = load_for_eval(name_or_run)
     raw = R.apply_overrides(raw, list(overrides))
     recipe, task = resolve_recipe(raw)
     if data:  # the task says how its recipe points at a user's data (the same hook `zoo finetune --data` uses)
         recipe, task = resolve_recipe(R.apply_overrides(raw, task.finetune_overrides(data)))
-    ctx = make_context(recipe, task, run_dir=None, device="cpu" if runtime else device, resume=False)
+    on_cpu = runtime or model is not None
+    ctx = make_context(recipe, task, run_dir=None, device="cpu" if on_cpu else device, resume=False)
     ds = task.build_data(recipe["data"], ctx)
-    model.to(ctx.device).eval()
+    order = {"test": [ds.test, ds.val], "val": [ds.val], "train": [ds.train]}[split]
+    subset = next((s for s in order if s is not None), None)
+    if subset is None:
+        raise ValueError(f"{name_or_run}: its recipe's data has no {split} split")
+    loaded.to(ctx.device).eval()
     with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
         if runtime:
-            from ..deploy.export import stand_in
+            from ..deploy.exporter import stand_in
 
-            model = stand_in(model.cpu(), runtime, tmp, threads=torch.get_num_threads())
-        return {k: float(v) for k, v in task.evaluate(model, ds.test if ds.test is not None else ds.val, ctx).items()}
+            loaded = stand_in(loaded, runtime, tmp, threads=torch.get_num_threads())
+        elif model is not None:
+            loaded = model(loaded)
+        return {k: float(v) for k, v in task.evaluate(loaded, subset, ctx).items()}
 
 
 def publish(run_dir: str | Path, tag: str | None = None, *, to: str | Path | None = None,

@@ -236,6 +236,10 @@ class Trainer:
         ema = EMA(model, cfg["ema"]) if cfg["ema"] else None
         # built before any RNG state is restored, so a resumed run draws exactly what the original drew
         ctx.augment = task.build_augment(ctx.recipe.get("augment", {}), data, device)
+        if cfg["distill"]["teacher"]:  # train.distill: the task's step mixes in the teacher (zoo.deploy.distill)
+            from ..deploy.distill import load_teacher
+
+            ctx.extra["teacher"] = load_teacher(cfg["distill"], device)
         pos = {"step": 0, "epoch": 0, "batch": 0, "best": None, "bad_evals": 0, "elapsed": 0.0}
         ckpt = self.restore("last")
         if ckpt is not None:
@@ -284,6 +288,11 @@ class Trainer:
             return share
 
         bar = self.progress(total, pos["step"])
+        profiler = None
+        if cfg["profile"] and ctx.is_main and ctx.run_dir is not None:  # train.profile: a trace of a few steps
+            from ..deploy.profile import TrainingProfiler
+
+            profiler = TrainingProfiler(ctx.run_dir)
         used = budget_used() if budget else 0.0
         seen, t_log, running = 0, time.perf_counter(), []
         stop = out_of_time = False
@@ -316,6 +325,8 @@ class Trainer:
                 seen += len(idx) * world
                 running.append(float(loss.detach()))
                 bar.update(1)
+                if profiler is not None:
+                    profiler.step()
                 if pos["step"] % cfg["log_every"] == 0 or pos["step"] == total:
                     rate = seen / max(1e-9, time.perf_counter() - t_log)
                     rec = {"step": pos["step"], "epoch": pos["epoch"], "loss": self._mean(running),
@@ -340,6 +351,8 @@ class Trainer:
                 pos["epoch"] += 1
                 pos["batch"] = 0
         bar.close()
+        if profiler is not None:
+            profiler.close()
         pos["elapsed"] = time.monotonic() - start
         checkpoint()
         if ema is not None:

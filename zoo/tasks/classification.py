@@ -267,8 +267,13 @@ class ClassificationTask(Task):
     # ----------------------------------------------------------------- training
     def train_step(self, model, batch, ctx):
         images, labels = batch
-        logits = model(ctx.augment(images, ctx.progress))
+        images = ctx.augment(images, ctx.progress)
+        logits = model(images)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=ctx.recipe["augment"]["label_smoothing"])
+        if ctx.extra.get("teacher"):  # train.distill.teacher: Hinton's KL(T) T^2 + CE
+            from zoo.deploy.distill import distill_loss
+
+            loss = distill_loss(logits, images, loss, ctx.extra["teacher"])
         return loss, {}
 
     def _eval_transform(self, spec: dict, device):

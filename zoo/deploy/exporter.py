@@ -20,12 +20,11 @@ import torch
 from torch import nn
 
 from ..utils import sha256_file, write_json
+from . import DEFAULT_OPSET, RUNTIMES
 from .graphs import GraphSpec, graph_spec
 from .runtime import FILES, ExportedModel, load_exported, need
 
 FORMATS = tuple(FILES)
-DEFAULT_OPSET = 18  # torch.onnx's dynamo exporter emits opset 18; lower ones go through onnx's version converter
-RUNTIMES = {"onnxruntime": "onnx", "torch.export": "pt2", "torchscript": "torchscript"}  # zoo eval --runtime
 TOLERANCE = 1e-4
 PARITY_BATCHES = (1, 3)
 
@@ -88,9 +87,12 @@ def _write(spec: GraphSpec, fmt: str, path: Path, opset: int, dynamic: bool) -> 
             torch.onnx.export(spec.module, inputs, str(path), dynamo=True, opset_version=opset,
                               input_names=spec.input_names, output_names=spec.output_names,
                               dynamic_shapes=_dims(spec, dynamic), external_data=False, verbose=False)
-        elif fmt == "pt2":
+        elif fmt in ("pt2", "aoti"):
             program = torch.export.export(spec.module, inputs, dynamic_shapes=_dims(spec, dynamic))
-            torch.export.save(program, str(path))
+            if fmt == "pt2":
+                torch.export.save(program, str(path))
+            else:  # compiled to a shared library inside the package: needs a C++ compiler now, not at run time
+                torch._inductor.aoti_compile_and_package(program, package_path=str(path))
         else:  # TorchScript by trace: torch.jit.script is deprecated, and trace follows the eager forward
             with torch.no_grad():
                 traced = torch.jit.trace(spec.module, inputs, check_trace=False)
@@ -123,7 +125,8 @@ def export(name_or_model, fmt: str = "onnx", out_dir: str | os.PathLike = "expor
 
     Args:
         name_or_model: a tag ("cnn.fashion_mnist"), a weights folder, a run dir, or a zoo model.
-        fmt: "onnx", "pt2" or "torchscript".
+        fmt: "onnx", "pt2", "torchscript" or "aoti" (the .pt2 program compiled by AOTInductor, which C++ runs:
+            zoo/deploy/cpp/run_aoti.cpp).
         out_dir: the folder to write (created; nothing is written outside it).
         opset: ONNX opset (ignored by the other formats).
         dynamic_batch: keep the batch axis (or the family's batch-like axes, e.g. gcn's nodes and edges)
@@ -178,7 +181,8 @@ def _runtime_name(fmt: str) -> str:
         import onnxruntime
 
         return f"onnxruntime {onnxruntime.__version__} CPUExecutionProvider"
-    return {"pt2": "torch.export.load", "torchscript": "torch.jit.load"}[fmt] + f" (torch {torch.__version__})"
+    loader = {"pt2": "torch.export.load", "torchscript": "torch.jit.load", "aoti": "torch._inductor.aoti_load_package"}
+    return f"{loader[fmt]} (torch {torch.__version__})"
 
 
 def card_markdown(card: dict) -> str:

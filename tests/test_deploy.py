@@ -1,0 +1,198 @@
+"""zoo.deploy: export parity per family and format, the export card, the CLI verbs, the runtime stand-in.
+
+Models are small configurations of each family (export time grows with the graph, not the weights);
+the published weights go through the same code in tests/benchmarks/bench_deploy.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import zoo
+from zoo.cli import main
+
+pytest.importorskip("onnxruntime", reason="zoo[deploy] not installed: pip install 'zoo[deploy]'")
+pytest.importorskip("onnxscript", reason="zoo[deploy] not installed: pip install 'zoo[deploy]'")
+
+from zoo.deploy.exporter import export, stand_in  # noqa: E402
+from zoo.deploy.graphs import graph_spec  # noqa: E402
+
+
+def small(family: str):
+    torch.manual_seed(0)
+    if family == "cnn":
+        return zoo.create("cnn", widths=[8, 16], depths=[1, 1])
+    if family == "unet3d":
+        return zoo.create("unet3d", widths=[4, 8], patch_size=16)
+    if family == "bev":
+        return zoo.create("bev", widths=[8, 16, 16, 16], dim=16, grid=[10, 10], x_range=[-10, 10],
+                          y_range=[-10, 10], image_size=[32, 56], depth_bins=8)
+    if family == "gcn":
+        return zoo.create("gcn", in_chans=12, num_classes=3)
+    if family == "nerf":
+        return zoo.create("nerf", num_levels=4, log2_table_size=10, max_resolution=64, hidden=16)
+    if family == "patchcore":
+        model = zoo.create("patchcore", layers=[1, 2], image_size=64, feature_dim=16, pad=8)
+        model.set_memory_bank(torch.randn(50, 16))
+        return model
+    if family == "dqn":
+        return zoo.create("dqn", dueling=True)
+    raise KeyError(family)
+
+
+FAMILIES = ["cnn", "unet3d", "bev", "gcn", "nerf", "patchcore", "dqn"]
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "pt2"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_export_parity(family, fmt, tmp_path):
+    """Every family exports with symbolic batch axes; the export matches PyTorch at batch sizes 1 and 3."""
+    out = export(small(family), fmt, tmp_path / "x")
+    card = json.loads((out / "deploy.json").read_text())
+    assert card["parity"]["passed"] and card["parity"]["max_abs_diff"] <= 1e-4
+    assert card["parity"]["batch_sizes"] == [1, 3]
+    assert (out / card["file"]["name"]).stat().st_size == card["file"]["size"]
+    assert card["format"] == fmt and (card["opset"] == 18) == (fmt == "onnx")
+    batch_axes = {s for t in card["inputs"] for s in t["shape"] if isinstance(s, str)}
+    assert batch_axes, card["inputs"]
+    assert all(isinstance(s, str) for s in card["outputs"][0]["shape"][:1]), card["outputs"]
+    assert "max abs difference" in (out / "README.md").read_text()
+
+
+def test_torchscript_trace_parity(tmp_path):
+    for family in ("cnn", "dqn"):
+        card = json.loads((export(small(family), "torchscript", tmp_path / family) / "deploy.json").read_text())
+        assert card["parity"]["passed"] and card["file"]["name"] == "model.ts"
+
+
+def test_export_card_names_source_and_sha(tmp_path):
+    out = export("dqn.cartpole", "onnx", tmp_path / "dqn")
+    card = json.loads((out / "deploy.json").read_text())
+    assert card["source"]["tag"] == "dqn.cartpole"
+    assert card["source"]["sha256"] == zoo.create("dqn.cartpole", pretrained=True).pretrained_cfg["sha256"]
+    assert card["inputs"] == [{"name": "obs", "shape": ["batch", 4], "dtype": "float32"}]
+    assert card["outputs"] == [{"name": "q_values", "shape": ["batch", 2], "dtype": "float32"}]
+
+
+def test_export_errors_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="format must be one of onnx, pt2, torchscript"):
+        export(small("dqn"), "tflite", tmp_path)
+    with pytest.raises(ValueError, match="opset 16 or higher.*|GridSample"):
+        export(small("bev"), "onnx", tmp_path, opset=15)
+    with pytest.raises(FileNotFoundError, match="neither a weights folder"):
+        export(str(tmp_path), "onnx", tmp_path / "o")
+    with pytest.raises(ValueError, match="field only"):
+        stand_in(small("nerf"), "onnxruntime", tmp_path / "n")
+
+
+def test_patchcore_graph_is_the_model(tmp_path):
+    """The matmul + TopK graph gives the model's own score and map (the parity reference is model.forward)."""
+    model = small("patchcore")
+    spec = graph_spec(model)
+    x = spec.example_inputs(2)
+    with torch.no_grad():
+        score, amap = spec.module(*x)
+        ref = model(*x)
+    torch.testing.assert_close(score, ref["score"], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(amap, ref["anomaly_map"], atol=1e-4, rtol=1e-4)
+
+
+def test_stand_in_runs_model_methods_on_the_export(tmp_path):
+    """zoo eval --runtime: methods such as unet3d.segment and dqn.act call the export, with the same results."""
+    net = small("unet3d").eval()
+    proxy = stand_in(net, "onnxruntime", tmp_path / "u")
+    volume = torch.randn(1, 20, 24, 18)
+    assert torch.equal(proxy.segment(volume), net.segment(volume))
+    dqn = small("dqn").eval()
+    proxy = stand_in(dqn, "onnxruntime", tmp_path / "d")
+    obs = torch.rand(5, 4)
+    assert torch.equal(proxy.act(obs), dqn.act(obs))
+    bev = small("bev").eval()
+    out = stand_in(bev, "torch.export", tmp_path / "b")(*graph_spec(bev).example_inputs(2))
+    assert set(out) == {"seg", "centre", "bev", "depth"}
+
+
+def test_cli_export(tmp_path, capsys):
+    assert main(["export", "dqn.cartpole", "--format", "onnx", "--out", str(tmp_path / "e")]) == 0
+    printed = capsys.readouterr().out
+    assert "model.onnx" in printed and "max abs diff" in printed
+    assert main(["export", "dqn.cartpole", "--format", "onnx", "--opset", "17", "--out", str(tmp_path / "f")]) == 0
+    assert json.loads((tmp_path / "f" / "deploy.json").read_text())["opset"] == 17
+    assert main(["export", "bev", "--format", "onnx", "--opset", "15", "--out", str(tmp_path / "g")]) == 2
+    assert "opset 16" in capsys.readouterr().err
+
+
+def test_distill_loss_is_hintons():
+    from zoo.deploy.distill import distill_loss
+
+    torch.manual_seed(0)
+    s, t, ce = torch.randn(6, 10), torch.randn(6, 10), torch.tensor(1.5)
+    teacher = {"model": lambda x: t, "temperature": 4.0, "alpha": 0.7}
+    kl = (torch.softmax(t / 4, 1) * (torch.log_softmax(t / 4, 1) - torch.log_softmax(s / 4, 1))).sum(1).mean()
+    torch.testing.assert_close(distill_loss(s, None, ce, teacher), 0.7 * 16 * kl + 0.3 * ce)
+    same = {"model": lambda x: s, "temperature": 2.0, "alpha": 1.0}
+    assert float(distill_loss(s, None, ce, same)) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="same classes"):
+        distill_loss(s, None, ce, {"model": lambda x: t[:, :5], "temperature": 1.0, "alpha": 0.5})
+
+
+def test_quantize_cnn_int8_accuracy_on_a_fixed_slice(tmp_path):
+    """Static int8 (onnxruntime QDQ) of cnn.fashion_mnist: <= 0.3x the size, accuracy held on 2,000 test images."""
+    from zoo.deploy.quantize import quantize
+    from zoo.deploy.runtime import ExportedModel, OnnxModule
+    from zoo.engine.run import load_for_eval, make_context, resolve_recipe
+    from zoo.tasks.classification import ImageBatches
+
+    out = quantize("cnn.fashion_mnist", "static", calib=128, out_dir=tmp_path / "q", measure=False)
+    card = json.loads((out / "deploy.json").read_text())
+    assert card["tag"] == "cnn.fashion_mnist-int8" and card["size_ratio"] <= 0.3
+    model, raw = load_for_eval("cnn.fashion_mnist")
+    recipe, task = resolve_recipe(raw)
+    ctx = make_context(recipe, task, run_dir=None, device="cpu", resume=False)
+    test = task.build_data(recipe["data"], ctx).test
+    images, labels = test.tensors[0][:2000], test.tensors[1][:2000]  # a fixed slice, single view
+    part = ImageBatches(images, labels, {k: v for k, v in test.spec.items() if k != "tta"}, test.classes)
+    acc = {}
+    for name, path in (("fp32", out / "fp32" / "model.onnx"), ("int8", out / "model.onnx")):
+        stand_in = ExportedModel(model, OnnxModule(path), ["logits"], False)
+        acc[name] = task.evaluate(stand_in, part, ctx)["accuracy"]
+    assert acc["int8"] >= acc["fp32"] - 0.01 and acc["int8"] >= 0.93, acc
+
+
+def test_prune_channels_removes_flops():
+    from zoo.deploy.prune import flops_and_params, prune_channels
+
+    model = zoo.create("cnn.fashion_mnist", pretrained=True).eval()
+    x = model.example_inputs(2)
+    pruned = prune_channels(model, 0.3, x)
+    (f0, p0), (f1, p1) = flops_and_params(model, x), flops_and_params(pruned, x)
+    assert f1 <= 0.5 * f0 and p1 < p0
+    assert pruned(x[0]).shape == (2, 10)  # the classifier keeps its 10 outputs
+    with pytest.raises(ValueError, match=r"amount must be in \(0, 1\)"):
+        prune_channels(model, 1.5, x)
+
+
+def test_cli_profile(tmp_path, capsys):
+    assert main(["profile", "dqn.cartpole", "--batch", "1", "4", "--repeats", "2", "--trace", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "latency ms" in out and "aten::" in out and "trace:" in out
+    trace = next(tmp_path.glob("*.pt.trace.json"))
+    assert "traceEvents" in json.loads(trace.read_text())
+
+
+def test_aoti_package_runs_from_cpp(tmp_path):
+    """AOTInductor packages of cnn and unet3d, loaded and run by the C++ program built with g++ against the wheel."""
+    from zoo.deploy.aoti import build_runner, compiler, run_cpp
+
+    if compiler() is None:
+        pytest.skip("no C++ compiler (g++ or $CXX): the AOTInductor runner cannot be built here")
+    exe = build_runner()
+    for family in ("cnn", "unet3d"):
+        model = small(family).eval()
+        out = export(model, "aoti", tmp_path / family)
+        x = graph_spec(model).example_inputs(3)[0]
+        with torch.no_grad():
+            torch.testing.assert_close(run_cpp(exe, out / "model.aoti.pt2", x), model(x), atol=1e-4, rtol=1e-4)
