@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md"] + sorted((ROOT / "docs").rglob("*.md"))
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*(\.\.\.)?$")
 # Positionals argparse must leave optional because another option replaces them: (verb, dest) -> that option.
-ALTERNATIVES = {("train", "recipe"): "--resume"}
+ALTERNATIVES = {("train", "recipe"): "--resume", ("reproduce", "tag"): "--all"}
 
 
 def _split_commands(text: str) -> list[str]:

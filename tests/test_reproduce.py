@@ -13,7 +13,7 @@ import yaml
 import zoo
 from zoo import weights as W
 from zoo.cli import main
-from zoo.engine import export, reproduce, train
+from zoo.engine import publish, reproduce, train
 
 RP = importlib.import_module("zoo.engine.reproduce")  # the module (zoo.engine.reproduce is also the function's name)
 
@@ -28,7 +28,7 @@ CI_TAGS = ["patchcore.grass", "patchcore.gravel", "patchcore.brick"]
 def toy_card(tmp_path, monkeypatch):
     """A published toy tag in a weights folder of its own (ZOO_WEIGHTS_DIR): nothing bundled is written."""
     run_dir, _ = train(TOY, [], runs_root=tmp_path / "runs")
-    folder = export(run_dir, weights_root=tmp_path / "weights")
+    folder = publish(run_dir, to=tmp_path / "weights")
     monkeypatch.setenv("ZOO_WEIGHTS_DIR", str(tmp_path / "weights"))
     return folder
 
