@@ -32,7 +32,7 @@ data-packages:
 	    | grep -q "install ok installed" || echo $$p; done); \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "make: installing Debian data packages: $$missing"; \
+	  echo "make: installing Debian data packages: $$(echo $$missing)"; \
 	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq || true; \
 	  apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else \
