@@ -107,6 +107,22 @@ def test_data_file(tmp_path, small_graph):
         G.read_graph(path)
 
 
+def test_safetensors_graph_file(tmp_path, small_graph):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "graph.safetensors"
+    save_file({"x": small_graph.x, "edge_index": small_graph.edge_index, "y": small_graph.y,
+               "val_mask": small_graph.val_mask}, str(path))
+    graph = G.read_graph(path)
+    assert torch.equal(graph.x, small_graph.x) and torch.equal(graph.val_mask, small_graph.val_mask)
+    save_file({"x": small_graph.x, "edge_index": small_graph.edge_index}, str(path))
+    with pytest.raises(ValueError, match=r"graph.safetensors: the graph has no 'y'"):
+        G.read_graph(path)
+    path.write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match=r"graph.safetensors: not a readable safetensors file"):
+        G.read_graph(path)
+
+
 def test_random_split_and_sparse_features(small_graph):
     graph = small_graph.clone()
     G.random_split(graph, [0.5, 0.25, 0.25], seed=3)

@@ -4,7 +4,7 @@
 picture without any data set. They are a few real inputs in the format each community uses:
 
     classification         samples.csv (path,label rows) + the first two test images of each class (PNG)
-    node_classification    graph.pt: a small subgraph of the test graph, a PyG Data (x stored as uint8)
+    node_classification    graph.safetensors: a small subgraph of the test graph (x stored as uint8)
     volume_segmentation    t1_crop.nii.gz: a crop of the scan at the model's voxel spacing
 
 Families that generate their input (bev scenes, dqn environments, nerf cameras, patchcore textures)
@@ -112,11 +112,13 @@ def _write_subgraph(tag: str, card: dict, folder: Path) -> str:
                   test_mask=graph.test_mask[nodes])
     if not torch.equal(graph.x[nodes], sample.x.float()):
         raise ValueError(f"{name}: features are not 0/1; they cannot be stored as uint8")
-    torch.save(sample.to_dict(), folder / "graph.pt")
-    return (f"graph.pt: {len(nodes)} nodes of Planetoid {name} around the first test node of each class (breadth "
-            "first), every "
-            "edge among them, the 0/1 bag-of-words features (uint8), labels and the test mask; load it with "
-            "torch.load(path, weights_only=True) or `zoo predict TAG graph.pt`.\n")
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in sample.to_dict().items()}, str(folder / "graph.safetensors"))
+    return (f"graph.safetensors: {len(nodes)} nodes of Planetoid {name} around the first test node of each class "
+            "(breadth first), every edge among them, the 0/1 bag-of-words features (uint8), labels and the test "
+            "mask; load it with safetensors.torch.load_file(path) (a dict of tensors: Data(**d)) or "
+            "`zoo predict TAG graph.safetensors`.\n")
 
 
 def _write_volume(tag: str, card: dict, folder: Path) -> str:

@@ -15,7 +15,8 @@ Custom graphs, validated up front (errors name the file, the row and what was ex
                 x (N, F) float, edge_index (2, E) int, y (N,) int (-1 = unlabelled) and optional
                 train_mask / val_mask / test_mask (N,) bool. Loaded with
                 `torch.load(..., weights_only=True)` with only PyG's Data classes allowed as globals,
-                so nothing else can be unpickled.
+                so nothing else can be unpickled. Or `graph.safetensors`: the same named tensors in a
+                safetensors file (no pickle at all; what zoo's shipped samples use).
   a folder with
     features.csv  header `node_id,<feature names...>`; one row per node; ids 0..N-1, each once.
     edges.csv     header `source,target`; one edge per row (made undirected unless asked not to).
@@ -140,9 +141,20 @@ def read_graph(path: str | os.PathLike, *, undirected: bool = True, require_labe
 
 
 def read_data_file(path: Path, *, require_labels: bool = True):
-    """A `torch.save`d PyG Data (or dict of tensors), loaded with weights_only=True and validated."""
+    """A `torch.save`d PyG Data (or dict of tensors), loaded with weights_only=True, or a `.safetensors` file of
+    named tensors (x, edge_index, y, masks: what zoo's shipped samples are), validated."""
     import_pyg()
     from torch_geometric.data import Data
+
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            tensors = load_file(str(path))
+        except SafetensorError as e:
+            raise ValueError(f"{path}: not a readable safetensors file ({e})") from e
+        return _validated(tensors, path, require_labels)
     from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
     from torch_geometric.data.storage import GlobalStorage
 
@@ -158,6 +170,13 @@ def read_data_file(path: Path, *, require_labels: bool = True):
         raise ValueError(f"{path}: cannot load it as a saved PyG Data with torch.load(weights_only=True) "
                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); save the graph with "
                          "torch.save(Data(x=..., edge_index=..., y=...), path)") from e
+    return _validated(obj, path, require_labels)
+
+
+def _validated(obj, path: Path, require_labels: bool):
+    """A loaded graph object (Data or dict of tensors) checked and reduced to what node classification reads."""
+    from torch_geometric.data import Data
+
     if isinstance(obj, dict):
         obj = Data(**obj)
     if not isinstance(obj, Data):

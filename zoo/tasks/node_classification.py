@@ -185,7 +185,7 @@ class NodeClassificationTask(Task):
     # ----------------------------------------------------------------- use
     def _graph_for(self, model, inputs: str | None):
         """(graph, name) for predict: a Planetoid name ("Cora", read from ZOO_DATA) or a custom graph file/folder;
-        without input the subgraph the weights folder ships (samples/graph.pt), else a generated graph."""
+        without input the subgraph the weights folder ships (samples/graph.safetensors), else a generated graph."""
         spec = (getattr(model, "pretrained_cfg", None) or {}).get("input_spec", {})
         shipped = sample_dir(model)
         if inputs and str(inputs).lower() in {n.lower() for n in G.PLANETOID} and not Path(inputs).exists():
@@ -194,8 +194,8 @@ class NodeClassificationTask(Task):
         elif inputs:
             graph = G.read_graph(inputs, require_labels=False)
             name = str(inputs)
-        elif shipped is not None and (shipped / "graph.pt").is_file():
-            graph = G.read_graph(shipped / "graph.pt", require_labels=False)
+        elif shipped is not None and (shipped / "graph.safetensors").is_file():
+            graph = G.read_graph(shipped / "graph.safetensors", require_labels=False)
             name = (f"{spec.get('dataset', 'graph')}: the subgraph shipped with the weights (its border nodes "
                     "miss neighbours: accuracy is below the card's full-graph figure)")
         else:
