@@ -3,7 +3,6 @@ blocks, recipes defined in steps, and `zoo reproduce --all --fast` (a subset in 
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 
@@ -14,8 +13,7 @@ import zoo
 from zoo import weights as W
 from zoo.cli import main
 from zoo.engine import publish, reproduce, train
-
-RP = importlib.import_module("zoo.engine.reproduce")  # the module (zoo.engine.reproduce is also the function's name)
+from zoo.engine import reproducing as RP
 
 ROOT = Path(__file__).resolve().parent.parent
 TOY = ROOT / "tests" / "example_family" / "recipes" / "toy.yaml"

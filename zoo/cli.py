@@ -218,9 +218,7 @@ def cmd_eval(a) -> int:
 
 
 def cmd_reproduce(a) -> int:
-    import importlib
-
-    RP = importlib.import_module("zoo.engine.reproduce")  # the module: zoo.engine.reproduce is also its function
+    from .engine import reproducing as RP
 
     if a.fast and not a.all:
         raise ValueError("--fast selects among --all: zoo reproduce --all --fast")

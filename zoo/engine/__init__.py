@@ -1,6 +1,6 @@
 """The shared trainer and the run lifecycle (train, evaluate, publish, reproduce)."""
 
-from .reproduce import reproduce
+from .reproducing import reproduce
 from .run import evaluate, publish, train
 from .state import pick_device, seed_everything
 from .trainer import Context, Trainer, sequential_batches

@@ -3,7 +3,7 @@
     train(recipe, overrides)  -> runs/<recipe>-<time>/{recipe.yaml, metrics.jsonl, checkpoints/, model/, result.json}
     evaluate(name_or_run)     -> metrics of a tag / folder / run on its card's evaluation data
     publish(run_dir, to=DIR)  -> DIR/<tag>/ (config.json, model.safetensors, README.md, recipe.yaml)
-    (re-running a card: zoo/engine/reproduce.py)
+    (re-running a card: zoo/engine/reproducing.py)
 
 One run, one directory: each run's directory is created exclusively (a -2, -3, ... suffix when two runs
 start in the same second). A run that fails before anything resumable exists leaves no directory behind;

@@ -221,8 +221,6 @@ class Trainer:
         if cfg["channels_last"] is True or (cfg["channels_last"] == "auto" and device.type == "cuda"):
             model.to(memory_format=torch.channels_last)
         _ = ctx.amp_dtype  # resolved up front: a bad train.amp, or amp without native bf16, is said now
-        if cfg["eval_every"] < 0:
-            raise ValueError(f"train.eval_every={cfg['eval_every']} must be >= 0 (epochs; 0: validate only at the end)")
         n = len(data.train)
         batch = min(cfg["batch_size"], n)
         if batch % world:
