@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
-from zoo.augment import ClassificationAugment, ImageMaskAugment, RigAugment, VolumeAugment3D, seeded
+from zoo.augment import ClassificationAugment, ImageMaskAugment, VolumeAugment3D, seeded
 from zoo.augment.classification import sample_resized_crops, tta_views
 from zoo.augment.color import _GRAY, apply_color_twist, sample_color_twist
+from zoo.families.bev.augment import RigAugment
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]

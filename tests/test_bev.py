@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import zoo
-from zoo.augment import RigAugment
 from zoo.cli import main
-from zoo.data import bev as D
-from zoo.models.bev import project_points
+from zoo.families.bev import data as D
+from zoo.families.bev.augment import RigAugment
+from zoo.families.bev.model import project_points
 from zoo.tasks import get_task
 
 TINY = D.WorldConfig(image_size=(32, 56), vehicles=(3, 6), pedestrians=(0, 2))
@@ -287,7 +287,7 @@ def tiny_data(scenes):
 
 
 def test_losses_targets_and_baselines(tiny_data, scenes):
-    from zoo.tasks.bev_segmentation import centre_heatmap
+    from zoo.families.bev.task import centre_heatmap
 
     heat = centre_heatmap(scenes["boxes"], TINY.x_range, TINY.y_range, TINY.grid)
     inside = (scenes["boxes"][..., 7] > 0) & (scenes["boxes"][..., :2].abs() < 25).all(-1)
@@ -315,7 +315,7 @@ def test_evaluate_and_predict(tiny_data, json_dir, tmp_path):
 
 
 def test_occupancy_boxes_fit_components():
-    from zoo.tasks.bev_segmentation import occupancy_boxes
+    from zoo.families.bev.task import occupancy_boxes
 
     box = torch.tensor([[5.0, -3.0, 0.8, 9.0, 2.5, 1.6, 0.5, 1]])
     mask = (D.rasterize(box, D.WorldConfig()) == 1).numpy()

@@ -16,8 +16,8 @@ import zoo
 from zoo.cli import main
 from zoo.data import images as I
 from zoo.engine.run import build_model, resolve_recipe
+from zoo.families.cnn.task import TASK, ImageBatches, classification_metrics, confusion_matrix, load_sets
 from zoo.recipes import load
-from zoo.tasks.classification import TASK, ImageBatches, classification_metrics, confusion_matrix, load_sets
 
 torch.set_num_threads(1)
 
@@ -295,7 +295,7 @@ def test_progressive_resizing_grows_the_crops_to_the_input_size(tmp_path, monkey
             TASK.build_augment(bad["augment"], data, torch.device("cpu"))
 
     # Through the engine: the trainer's progress drives the size; evaluation always sees the full size.
-    from zoo.models.cnn import CNN
+    from zoo.families.cnn.model import CNN
 
     _write_folder(tmp_path / "f", per_class=4, size=(16, 16))
     seen, forward = [], CNN.forward_intermediates

@@ -22,19 +22,19 @@ def test_require_names_the_extra(monkeypatch):
 
 
 def _build_env():
-    from zoo.data.envs import build_env
+    from zoo.families.dqn.data import build_env
 
     build_env("CartPole-v1")
 
 
 def _save_nifti():
-    from zoo.data.volumes import save_nifti
+    from zoo.families.unet3d.data import save_nifti
 
     save_nifti("/nonexistent/x.nii.gz", np.zeros((2, 2, 2)), np.eye(4))
 
 
 def _texture():
-    from zoo.data.anomaly import _texture
+    from zoo.families.patchcore.data import _texture
 
     _texture("brick")
 

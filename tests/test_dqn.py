@@ -13,11 +13,11 @@ from safetensors.torch import load_file
 
 import zoo
 from zoo.cli import main as zoo_main
-from zoo.data.envs import env_source
 from zoo.engine import train
 from zoo.engine.state import load_checkpoint
-from zoo.models.dqn import QNetwork
-from zoo.tasks.rl import TASK, ReplayBuffer, _env_snapshot_works, run_episodes
+from zoo.families.dqn.data import env_source
+from zoo.families.dqn.model import QNetwork
+from zoo.families.dqn.task import TASK, ReplayBuffer, _env_snapshot_works, run_episodes
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "recipes" / "dqn"

@@ -12,10 +12,10 @@ import torch
 
 import zoo
 from tests.conftest import data_or_skip
-from zoo.data import graphs as G
 from zoo.engine import train
 from zoo.engine.run import make_context, resolve_recipe
-from zoo.models.gcn import feature_dropout
+from zoo.families.gcn import data as G
+from zoo.families.gcn.model import feature_dropout
 from zoo.tasks import get_task
 
 TASK = get_task("node_classification")

@@ -16,10 +16,10 @@ import zoo
 from tests.conftest import data_or_skip
 from zoo.blocks import HashEncoding
 from zoo.cli import main as zoo_main
-from zoo.data import scenes as S
 from zoo.engine import train
-from zoo.models.nerf import FastHashEncoding, camera_rays, composite, intersect_box, pixel_rays, sample_pdf
-from zoo.tasks.novel_view import TASK, HeldOutViews, RayBatches
+from zoo.families.nerf import data as S
+from zoo.families.nerf.model import FastHashEncoding, camera_rays, composite, intersect_box, pixel_rays, sample_pdf
+from zoo.families.nerf.task import TASK, HeldOutViews, RayBatches
 
 TINY = ["data.source=procedural", "data.image_size=16", "data.eval_sizes=[16]", "data.procedural.views=6",
         "data.procedural.size=16", "data.val_views=1", "train.batch_size=256", "train.log_every=1",

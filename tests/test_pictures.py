@@ -7,9 +7,9 @@ from PIL import Image
 
 import zoo
 from zoo import weights
-from zoo.data.graphs import PLANETOID_CLASSES
-from zoo.tasks.classification import LOW_CONFIDENCE, draw_predictions
-from zoo.tasks.rl import training_curve
+from zoo.families.cnn.task import LOW_CONFIDENCE, draw_predictions
+from zoo.families.dqn.task import training_curve
+from zoo.families.gcn.data import PLANETOID_CLASSES
 
 
 def test_one_image_is_drawn_alone_at_a_readable_size(tmp_path):
@@ -21,7 +21,7 @@ def test_one_image_is_drawn_alone_at_a_readable_size(tmp_path):
 
 
 def test_predict_shows_wrong_guesses_first_and_notes_low_confidence(tmp_path, monkeypatch):
-    import zoo.tasks.classification as C
+    import zoo.families.cnn.task as C
 
     shown = {}
 

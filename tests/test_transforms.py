@@ -202,7 +202,7 @@ def test_minatar_observation_moves_channels_first():
 def _mni152():
     """The nilearn MNI152 T1w template as nibabel loads it, and its 1 mm tissue labels (the card's rule)."""
     nib = pytest.importorskip("nibabel")
-    from zoo.data.volumes import MNI152_FILES, nilearn_data_dir
+    from zoo.families.unet3d.data import MNI152_FILES, nilearn_data_dir
 
     root = nilearn_data_dir()
     t1 = nib.load(str(root / MNI152_FILES["t1"]))
@@ -265,7 +265,7 @@ def test_unet3d_card_dice_through_nibabel_and_transforms(tmp_path):
     segmenting the test region alone (measured here: 0.929 at 2 mm, 0.915 at 1 mm)."""
     import nibabel as nib
 
-    from zoo.data.volumes import block_affine, block_mean, mni152_tissue
+    from zoo.families.unet3d.data import block_affine, block_mean, mni152_tissue
 
     card = _card("unet3d.mni152_tissue")
     t = zoo.transforms("unet3d.mni152_tissue")
@@ -293,7 +293,7 @@ def _mvtec_scores(tag: str, per_folder: int | None = None):
     import yaml
     from PIL import Image
 
-    from zoo.data.anomaly import make_texture_benchmark
+    from zoo.families.patchcore.data import make_texture_benchmark
     from zoo.weights import resolve
 
     data = yaml.safe_load((resolve(tag) / "recipe.yaml").read_text())["data"]
@@ -361,9 +361,9 @@ def test_bev_rigs_in_the_json_layout_give_the_card_iou(tmp_path, tag):
     import yaml
     from PIL import Image
 
-    from zoo.data import bev as D
+    from zoo.families.bev import data as D
+    from zoo.families.bev.task import iou_counts
     from zoo.tasks import get_task
-    from zoo.tasks.bev_segmentation import iou_counts
     from zoo.weights import resolve
 
     data = yaml.safe_load((resolve(tag) / "recipe.yaml").read_text())["data"]
@@ -389,7 +389,7 @@ def test_unet3d_synthetic_card_dice_through_nifti_in_lps(tmp_path):
     import nibabel as nib
     import yaml
 
-    from zoo.data.volumes import synthetic_volumes
+    from zoo.families.unet3d.data import synthetic_volumes
     from zoo.weights import resolve
 
     data = yaml.safe_load((resolve("unet3d.synthetic") / "recipe.yaml").read_text())["data"]

@@ -13,9 +13,9 @@ import torch
 
 import zoo
 from zoo.cli import main as zoo_main
-from zoo.data import volumes as V
-from zoo.models.unet3d import UNet3D, gaussian_importance, tile_starts
-from zoo.tasks.volume_segmentation import TASK, dice_ce_loss
+from zoo.families.unet3d import data as V
+from zoo.families.unet3d.model import UNet3D, gaussian_importance, tile_starts
+from zoo.families.unet3d.task import TASK, dice_ce_loss
 
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = ROOT / "weights"
@@ -126,7 +126,7 @@ def test_segment_runs_tiles_in_batches_of_at_most_sw_batch_size():
 MEMORY_SCRIPT = r"""
 import resource, torch
 torch.set_num_threads(1)
-from zoo.models.unet3d import UNet3D
+from zoo.families.unet3d.model import UNet3D
 model = UNet3D(1, 8, [2, 2], patch_size=64)
 volume = torch.randn(1, 256, 256, 256)
 model.segment(torch.randn(1, 64, 64, 64), sw_batch_size=2)  # warm-up: allocator and kernels

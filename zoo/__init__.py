@@ -12,6 +12,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from ._compat import install as _install_moved_paths
+
+_install_moved_paths()  # zoo.models.cnn & co. still import (deprecated): see zoo._compat
+
 _EXPORTS = {
     "create": "registry", "list_models": "registry", "list_pretrained": "registry",
     "model_info": "registry", "register_model": "registry", "is_model": "registry",

@@ -6,9 +6,9 @@ Names:
   "hf-hub:org/repo[@rev]"   any Hub repo in zoo's folder format
   "local-dir:PATH"          the same, on disk
 
-Model families register themselves when their module in zoo.models is imported; the registry
-imports them on first use (plus modules named in `ZOO_PLUGINS` and the `zoo.models` entry-point
-group), so `import zoo` stays light and adding a family touches nothing here.
+Model families register themselves when their model module (zoo/families/<family>/model.py) is
+imported; the registry imports them on first use (plus modules named in `ZOO_PLUGINS` and the
+`zoo.models` entry-point group), so `import zoo` stays light and adding a family touches nothing here.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def register_model(name: str | None = None, *, task: str, default_tag: str | Non
             raise ValueError(f"model {model_name!r} is already registered (by {owner})")
         if "." in model_name or ":" in model_name:
             raise ValueError(f"model name {model_name!r} may not contain '.' or ':' (they mark tags and sources)")
-        fam = family or fn.__module__.rsplit(".", 1)[-1]
+        fam = family or _family_of(fn.__module__)
         doc = (inspect.getdoc(fn) or "").split("\n", 1)[0]
         _MODELS[model_name] = ModelSpec(model_name, fam, task, fn, default_tag, doc, dict(input_spec or {}))
         return fn
@@ -67,14 +67,30 @@ def register_model(name: str | None = None, *, task: str, default_tag: str | Non
     return deco
 
 
+def _family_of(module: str) -> str:
+    """zoo.families.bev.model -> "bev" (a family package's model module); my_pkg.toy -> "toy"."""
+    package, _, leaf = module.rpartition(".")
+    return package.rpartition(".")[2] if leaf == "model" and package else leaf
+
+
+def family_modules(part: str = "model") -> list[str]:
+    """`zoo.families.<family>.<part>` for every family package that has that part (no import)."""
+    from . import families
+
+    out = []
+    for m in pkgutil.iter_modules(families.__path__):
+        if m.ispkg and not m.name.startswith("_"):
+            if (Path(m.module_finder.path) / m.name / f"{part}.py").is_file():
+                out.append(f"zoo.families.{m.name}.{part}")
+    return out
+
+
 def _discover() -> None:
     global _discovered
     if _discovered:
         return
     _discovered = True
-    from . import models
-
-    modules = [f"zoo.models.{m.name}" for m in pkgutil.iter_modules(models.__path__) if not m.name.startswith("_")]
+    modules = family_modules("model")
     modules += [m.strip() for m in os.environ.get("ZOO_PLUGINS", "").split(",") if m.strip()]
     for mod in modules:
         importlib.import_module(mod)
@@ -82,6 +98,17 @@ def _discover() -> None:
 
     for ep in entry_points(group="zoo.models"):
         ep.load()
+
+
+def task_modules(task: str) -> list[str]:
+    """`<package>.task` next to each model module that registers `task` (zoo.families.<family>.task)."""
+    _discover()
+    out = []
+    for spec in _MODELS.values():
+        package = spec.builder.__module__.rpartition(".")[0]
+        if spec.task == task and package and f"{package}.task" not in out:
+            out.append(f"{package}.task")
+    return out
 
 
 def get_spec(name: str) -> ModelSpec:

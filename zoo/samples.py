@@ -66,8 +66,8 @@ def _recipe_data(tag: str, task) -> dict:
 def _write_images(tag: str, card: dict, folder: Path) -> str:
     from PIL import Image
 
+    from zoo.families.cnn.task import load_sets
     from zoo.tasks import get_task
-    from zoo.tasks.classification import load_sets
 
     train, val, test = load_sets(_recipe_data(tag, get_task("classification")))
     chosen = test if test is not None else val
@@ -90,7 +90,7 @@ def _write_subgraph(tag: str, card: dict, folder: Path) -> str:
     from torch_geometric.data import Data
     from torch_geometric.utils import k_hop_subgraph, subgraph
 
-    from zoo.data import graphs as G
+    from zoo.families.gcn import data as G
 
     name = card["input_spec"]["dataset"]
     graph = G.planetoid(name)
@@ -124,7 +124,7 @@ def _write_subgraph(tag: str, card: dict, folder: Path) -> str:
 def _write_volume(tag: str, card: dict, folder: Path) -> str:
     import numpy as np
 
-    from zoo.data import volumes as V
+    from zoo.families.unet3d import data as V
 
     if card.get("labels") != V.TISSUE_LABELS:
         raise ValueError(f"{tag}: only the MNI152 tissue model's sample volume is written here")

@@ -124,7 +124,7 @@ class VolumeTransform(Transform):
 
     @torch.no_grad()
     def __call__(self, image) -> torch.Tensor:
-        from .data.volumes import normalise_intensity
+        from .families.unet3d.data import normalise_intensity
 
         if isinstance(image, (np.ndarray, torch.Tensor)):
             arr = torch.as_tensor(np.asarray(image, dtype=np.float32))
@@ -168,7 +168,7 @@ class GraphTransform(Transform):
     spec: GraphSpec
 
     def __call__(self, data):
-        from .data.graphs import normalize_features
+        from .families.gcn.data import normalize_features
 
         x = getattr(data, "x", None)
         if x is None or getattr(data, "edge_index", None) is None:
@@ -211,7 +211,7 @@ class CameraTransform(Transform):
     spec: CameraSpec
 
     def __call__(self, camera: dict, meta: dict | None = None) -> dict[str, Any]:
-        from .data.scenes import check_pose
+        from .families.nerf.data import check_pose
 
         meta = {**(meta or {}), **camera}
         h, w = self.spec.image_size

@@ -52,7 +52,7 @@ def _export_key(tag: str) -> str:
 
     card = weights.get_card(tag)
     h = hashlib.sha256(card["files"]["model.safetensors"]["sha256"].encode())
-    for path in [*sorted((ROOT / "zoo" / "deploy").glob("*.py")), ROOT / "zoo" / "models" / f"{card['family']}.py"]:
+    for path in [*sorted((ROOT / "zoo" / "deploy").glob("*.py")), ROOT / "zoo" / "families" / card["family"] / "model.py"]:
         if path.is_file():
             h.update(path.read_bytes())
     return h.hexdigest()

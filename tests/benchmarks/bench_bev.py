@@ -21,9 +21,9 @@ import time
 import torch
 
 import zoo
-from zoo.data import bev as D
 from zoo.engine import train
 from zoo.engine.run import evaluate
+from zoo.families.bev import data as D
 
 MODELS = {"bev": ("bev/synthetic", "bev.synthetic"), "bev_lss": ("bev/lss_synthetic", "bev_lss.synthetic")}
 

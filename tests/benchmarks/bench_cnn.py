@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from zoo.engine.optim import build_optimizer, build_scheduler
 from zoo.engine.run import build_model, resolve_recipe
 from zoo.engine.trainer import Context, epoch_order
+from zoo.families.cnn.task import TASK
 from zoo.recipes import load
-from zoo.tasks.classification import TASK
 
 
 def matmul_gflops(dtype: torch.dtype, n: int = 1024, seconds: float = 1.0) -> float:
@@ -68,7 +68,7 @@ def timm_equivalent(num_classes: int, in_chans: int, widths: list[int], depths: 
     "maxpool"/"avgpool" each later stage's first block runs at stride 1 after the same 2x2 pool)."""
     from timm.models.byobnet import ByoBlockCfg, ByobNet, ByoModelCfg
 
-    from zoo.models.cnn import DOWNSAMPLE
+    from zoo.families.cnn.model import DOWNSAMPLE
 
     blocks = tuple(ByoBlockCfg(type="basic", d=d, c=c, s=1 if i == 0 else 2, br=1.0)
                    for i, (c, d) in enumerate(zip(widths, depths)))

@@ -105,7 +105,7 @@ def main() -> None:
     import torch
 
     import zoo
-    from zoo.data import graphs as G
+    from zoo.families.gcn import data as G
 
     torch.set_num_threads(1)
     epochs = a.epochs or (50 if a.quick else 200)

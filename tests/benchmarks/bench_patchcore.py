@@ -118,7 +118,7 @@ def reweighting(a) -> None:
 def fashion(a) -> None:
     size = ["data.n_train=100", "data.n_test=100"] if a.quick else []
     classes = range(2) if a.quick else range(10)
-    from zoo.data.anomaly import FASHION_LABELS
+    from zoo.families.patchcore.data import FASHION_LABELS
 
     aurocs = []
     for c in classes:

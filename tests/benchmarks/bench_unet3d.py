@@ -21,8 +21,8 @@ import time
 
 import torch
 
-from zoo.models.unet3d import UNet3D
-from zoo.tasks.volume_segmentation import dice_ce_loss
+from zoo.families.unet3d.model import UNet3D
+from zoo.families.unet3d.task import dice_ce_loss
 
 
 def params(model) -> float:

@@ -1,1 +1,1 @@
-"""Data readers per format and procedural generators (one file per family)."""
+"""Generic data readers shared by several families (image sets); family data lives in zoo/families/<family>/data.py."""

@@ -1,4 +1,6 @@
-"""One file per model family; each registers its architectures with zoo.register_model.
+"""Deprecated: the model files moved to zoo/families/<family>/model.py.
 
-The registry imports every module here on first use, so a new family is one new file.
+`import zoo.models.cnn` still works for one release (a DeprecationWarning; the same module object
+as zoo.families.cnn.model): see zoo._compat. The `zoo.models` entry-point group for plug-in
+families keeps its name.
 """

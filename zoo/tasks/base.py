@@ -1,6 +1,6 @@
 """The task interface: what differs between domains, behind one shape.
 
-A task module (zoo/tasks/<name>.py) defines a subclass of `Task` and exposes an instance as
+A task module (zoo/families/<family>/task.py) defines a subclass of `Task` and exposes an instance as
 `TASK`. The CLI and the engine only ever talk to this interface:
 
     data    = task.build_data(recipe["data"], ctx)            -> Data(train, val, test, info)

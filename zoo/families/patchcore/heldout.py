@@ -39,7 +39,15 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.data.anomaly import _TEST_BOXES, TEXTURES, _crop, _texture, check_texture, texture_benchmark_dir, write_planted
+from zoo.families.patchcore.data import (
+    _TEST_BOXES,
+    TEXTURES,
+    _crop,
+    _texture,
+    check_texture,
+    texture_benchmark_dir,
+    write_planted,
+)
 
 HELDOUT_DEFECTS = ("foreign", "stain", "missing", "warp", "crack", "smear")
 HELDOUT_VERSION = 1  # bump when a kind changes: cached folders are then rebuilt

@@ -101,7 +101,7 @@ def pretrained_input_spec(model_cfg: dict) -> dict | None:
     if slash and not name.startswith(("hf-hub:", "local-dir:")):
         import timm
 
-        from zoo.models.cnn import timm_input_spec
+        from zoo.families.cnn.model import timm_input_spec
 
         cfg = timm.models.get_pretrained_cfg(inner)
         return timm_input_spec(cfg.to_dict(), 3) if cfg is not None else None

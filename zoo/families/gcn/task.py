@@ -2,7 +2,7 @@
 
 Data (recipe `data` section):
   name     a Planetoid data set (Cora, CiteSeer, PubMed) with its fixed public split, read offline
-           from `data_root()/planetoid` (zoo.data.graphs.planetoid).
+           from `data_root()/planetoid` (zoo.families.gcn.data.planetoid).
   root     a custom graph instead: a folder of CSV files or a torch.save'd PyG Data file
            (zoo.data.graphs.read_graph documents the layout). Without split masks the labelled
            nodes are split at random by `split` (train, val, test fractions).
@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from zoo.data import graphs as G
 from zoo.engine import Trainer
 from zoo.engine.state import seed_everything
+from zoo.families.gcn import data as G
 from zoo.recipes import OPT_STR
 from zoo.recipes import F as Field
 from zoo.samples import sample_dir

@@ -85,7 +85,7 @@ class ImageEncoder(nn.Module):
     def __init__(self, backbone: str, widths: Sequence[int], dim: int, strides: Sequence[int]) -> None:
         super().__init__()
         if backbone == "cnn":
-            from zoo.models.cnn import CNN
+            from zoo.families.cnn.model import CNN
 
             self.backbone = CNN(num_classes=0, in_chans=3, widths=list(widths), depths=[1] * len(widths),
                                 stem_stride=2, features_only=True)
@@ -428,7 +428,7 @@ class _BEVBase(nn.Module):
 
     def example_inputs(self, batch_size: int = 2) -> tuple:
         """Random images on zoo's six-camera rig (32x56 pixels), its intrinsics and extrinsics."""
-        from zoo.data.bev import make_rig
+        from zoo.families.bev.data import make_rig
 
         k, e = make_rig((32, 56))
         images = torch.rand(batch_size, len(k), 3, 32, 56)

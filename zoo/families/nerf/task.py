@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from zoo.data import scenes as S
+from zoo.families.nerf import data as S
 from zoo.recipes import NUM, OPT_STR
 from zoo.recipes import F as Field
 from zoo.tasks.base import Data, Task, unwrap
@@ -52,7 +52,7 @@ class RayBatches:
         return self.pixels.shape[0] * self.pixels.shape[1]
 
     def get_batch(self, idx: torch.Tensor) -> dict:
-        from zoo.models.nerf import pixel_rays
+        from zoo.families.nerf.model import pixel_rays
 
         hw, w = self.pixels.shape[1], self.scene.width
         view, pix = idx // hw, idx % hw

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from zoo.data import volumes as V
 from zoo.deps import require
+from zoo.families.unet3d import data as V
 from zoo.recipes import NUM, OPT_STR, PROB, fields_from_defaults
 from zoo.recipes import F as Field
 from zoo.samples import sample_dir

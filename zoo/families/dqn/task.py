@@ -43,9 +43,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from zoo.data.envs import EnvSource, env_source, is_atari
 from zoo.engine.optim import build_optimizer, build_scheduler
 from zoo.engine.state import rng_state, set_rng_state
+from zoo.families.dqn.data import EnvSource, env_source, is_atari
 from zoo.recipes import NUM, PROB
 from zoo.recipes import F as Field
 from zoo.tasks.base import Data, Task

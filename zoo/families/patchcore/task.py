@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zoo.data import anomaly as A
 from zoo.engine import sequential_batches
+from zoo.families.patchcore import data as A
 from zoo.recipes import OPT_STR
 from zoo.recipes import F as Field
 from zoo.tasks.base import Data, Task, unwrap
@@ -98,7 +98,7 @@ class AnomalyDetection(Task):
             train, test = A.read_mvtec(root, cfg["image_size"])
             described = f"texture benchmark {root.name} (skimage.data.{cfg['texture']}, planted defects)"
             if source == "heldout":  # same normal crops to fit on; the test defects from the other generator
-                from zoo.data.defects_heldout import make_heldout_benchmark
+                from zoo.families.patchcore.heldout import make_heldout_benchmark
 
                 root = make_heldout_benchmark(cfg["texture"], cfg["root"], n_test=n_test, image_size=size,
                                               seed=cfg["seed"])
@@ -286,7 +286,7 @@ class AnomalyDetection(Task):
 def _samples(texture: str, heldout: bool) -> list[tuple[str, tuple[np.ndarray, np.ndarray]]]:
     """(name, (image, mask)): one generated crop per benchmark defect and a normal one, or per held-out kind."""
     if heldout:
-        from zoo.data.defects_heldout import HELDOUT_DEFECTS, heldout_sample
+        from zoo.families.patchcore.heldout import HELDOUT_DEFECTS, heldout_sample
 
         return [(f"{texture}_{kind}", heldout_sample(texture, kind)) for kind in HELDOUT_DEFECTS]
     return [(f"{texture}_{kind}", A.texture_sample(texture, kind)) for kind in (*A.DEFECTS, "good")]

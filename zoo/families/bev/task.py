@@ -30,8 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from zoo.data import bev as D
 from zoo.engine import sequential_batches
+from zoo.families.bev import data as D
 from zoo.recipes import NUM, OPT_STR, fields_from_defaults
 from zoo.recipes import F as Field
 from zoo.tasks.base import Data, Task, TensorBatches, unwrap
@@ -291,7 +291,7 @@ class BevSegmentation(Task):
     def build_augment(self, cfg: dict, data: Data, device):
         if not cfg["enabled"]:
             return None
-        from zoo.augment import RigAugment
+        from zoo.families.bev.augment import RigAugment
 
         if len(cfg["scale"]) != 2 or not 0 < cfg["scale"][0] <= cfg["scale"][1]:
             raise ValueError(f"augment.scale must be [low, high] with 0 < low <= high, got {cfg['scale']}")
