@@ -1,0 +1,82 @@
+"""The package layout: families as packages, the old module paths (deprecated), an acyclic import graph."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+
+import zoo
+from zoo._compat import MOVED
+from zoo.registry import family_modules
+from zoo.tasks import get_task
+
+FAMILIES = ("bev", "cnn", "dqn", "gcn", "nerf", "patchcore", "unet3d")
+
+
+def test_every_family_is_a_package_with_model_and_task():
+    assert [m.split(".")[2] for m in family_modules("model")] == list(FAMILIES)
+    assert [m.split(".")[2] for m in family_modules("task")] == list(FAMILIES)
+    for fam in FAMILIES:
+        doc = importlib.import_module(f"zoo.families.{fam}").__doc__
+        assert "model.py" in doc and "task.py" in doc and f"recipes/{fam}/" in doc, fam
+
+
+@pytest.mark.parametrize("old", sorted(MOVED))
+def test_old_path_is_the_same_module_with_a_warning(old):
+    new = importlib.import_module(MOVED[old])
+    saved = sys.modules.pop(old, None)
+    try:
+        with pytest.warns(DeprecationWarning, match=rf"{old} moved to {MOVED[old]}"):
+            alias = importlib.import_module(old)
+        assert alias is new
+        assert alias.__name__ == MOVED[old] and alias.__spec__.name == MOVED[old]
+        package, _, leaf = old.rpartition(".")
+        assert getattr(sys.modules[package], leaf) is new
+    finally:
+        if saved is not None:
+            sys.modules[old] = saved
+
+
+def test_from_import_of_an_old_path():
+    sys.modules.pop("zoo.tasks.rl", None)
+    with pytest.warns(DeprecationWarning):
+        from zoo.tasks.rl import TASK
+    assert TASK is get_task("rl")
+
+
+def test_rig_augment_old_attribute():
+    from zoo.families.bev.augment import RigAugment
+
+    with pytest.warns(DeprecationWarning, match="zoo.augment.RigAugment moved"):
+        assert zoo.augment.RigAugment is RigAugment
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        zoo.augment.Nope  # noqa: B018
+
+
+def test_tasks_found_by_name_next_to_their_models():
+    for arch in zoo.list_models():
+        spec = zoo.registry.get_spec(arch)
+        if spec.builder.__module__.startswith("zoo.families."):
+            task = get_task(spec.task)
+            assert type(task).__module__ == spec.builder.__module__.replace(".model", ".task")
+            assert spec.family == spec.builder.__module__.split(".")[2]
+    with pytest.raises(ValueError, match=r"unknown task 'segmentation'.*known: .*bev_segmentation"):
+        get_task("segmentation")
+    with pytest.raises(ValueError, match="no module nope.task"):
+        get_task("nope.task")
+
+
+def test_no_warning_on_the_new_paths():
+    import subprocess
+
+    code = ("import warnings; warnings.simplefilter('always'); import zoo\n"
+            "with warnings.catch_warnings(record=True) as seen:\n"
+            "    warnings.simplefilter('always')\n"
+            "    zoo.list_models()\n"
+            "    from zoo.tasks import get_task\n"
+            "    [get_task(t) for t in ('classification', 'rl', 'bev_segmentation', 'novel_view')]\n"
+            "print([str(w.message) for w in seen if 'moved to' in str(w.message)])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
