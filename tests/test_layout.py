@@ -58,10 +58,10 @@ def test_rig_augment_old_attribute():
 def test_tasks_found_by_name_next_to_their_models():
     for arch in zoo.list_models():
         spec = zoo.registry.get_spec(arch)
-        if spec.builder.__module__.startswith("zoo.families."):
+        if spec.module.startswith("zoo.families."):
             task = get_task(spec.task)
-            assert type(task).__module__ == spec.builder.__module__.replace(".model", ".task")
-            assert spec.family == spec.builder.__module__.split(".")[2]
+            assert type(task).__module__ == spec.module.replace(".model", ".task")
+            assert spec.family == spec.module.split(".")[2]
     with pytest.raises(ValueError, match=r"unknown task 'segmentation'.*known: .*bev_segmentation"):
         get_task("segmentation")
     with pytest.raises(ValueError, match="no module nope.task"):
@@ -80,3 +80,17 @@ def test_no_warning_on_the_new_paths():
             "print([str(w.message) for w in seen if 'moved to' in str(w.message)])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_classes_are_registered_and_variants_pass_only_what_differs():
+    from zoo.families.cnn.model import CNN
+    from zoo.families.gcn.model import GCN
+
+    assert zoo.registry.get_spec("cnn").builder is CNN  # the class itself: its defaults are written once
+    medium = zoo.create("cnn_medium").pretrained_cfg["model_args"]
+    assert medium["widths"] == (64, 128, 256) and medium["drop_rate"] == 0.1 and medium["depths"] == (2, 2, 2)
+    assert zoo.create("cnn_medium", drop_rate=0.0).pretrained_cfg["model_args"]["drop_rate"] == 0.0
+    assert zoo.create("gcn").pretrained_cfg["model_args"]["in_chans"] == 1433
+    with pytest.raises(ValueError, match="model_args \\['nope'\\] do not fit GCN"):
+        zoo.register_model("gcn_bad", task="node_classification", model_args={"nope": 1})(GCN)
+

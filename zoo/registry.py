@@ -14,6 +14,7 @@ imported; the registry imports them on first use (plus modules named in `ZOO_PLU
 from __future__ import annotations
 
 import fnmatch
+import functools
 import importlib
 import inspect
 import logging
@@ -34,10 +35,11 @@ class ModelSpec:
     name: str
     family: str
     task: str
-    builder: Callable[..., Any]
+    builder: Callable[..., Any]  # the class (or a partial of it with the variant's model_args) or a function
     default_tag: str | None = None
     description: str = ""
     input_spec: dict = field(default_factory=dict)
+    module: str = ""  # where it was registered: its family's model module
 
 
 _MODELS: dict[str, ModelSpec] = {}
@@ -45,23 +47,38 @@ _discovered = False
 
 
 def register_model(name: str | None = None, *, task: str, default_tag: str | None = None,
-                   family: str | None = None, input_spec: dict | None = None):
-    """Decorator registering a builder function (or class) under `name` (default: its __name__).
+                   family: str | None = None, input_spec: dict | None = None, model_args: dict | None = None,
+                   description: str | None = None):
+    """Decorator registering a model class (or a builder function) under `name` (default: its __name__).
 
-    `task` names the zoo.tasks module that trains and evaluates it; `default_tag` is the weight
-    `create(name, pretrained=True)` loads. Registering a name twice raises ValueError.
+    A class is registered as it is: its `__init__` signature is the model's arguments and defaults,
+    written once. A variant passes only what differs, by keyword, as `model_args` (timm's pattern):
+
+        register_model("bev", task="bev_segmentation", default_tag="bev.synthetic")(BEVFormer)
+        register_model("cnn_medium", task="classification", model_args={"widths": (64, 128, 256)})(CNN)
+
+    `task` names the task (zoo/families/<family>/task.py, or a dotted module for plug-ins) that trains
+    and evaluates it; `default_tag` is the weight `create(name, pretrained=True)` loads; `description`
+    defaults to the first line of the docstring. Registering a name twice raises ValueError.
     """
 
     def deco(fn):
         model_name = name or fn.__name__
         if model_name in _MODELS:
-            owner = _MODELS[model_name].builder.__module__
-            raise ValueError(f"model {model_name!r} is already registered (by {owner})")
+            raise ValueError(f"model {model_name!r} is already registered (by {_MODELS[model_name].module})")
         if "." in model_name or ":" in model_name:
             raise ValueError(f"model name {model_name!r} may not contain '.' or ':' (they mark tags and sources)")
+        builder = fn
+        if model_args:
+            try:
+                inspect.signature(fn).bind_partial(**model_args)
+            except TypeError as e:
+                raise ValueError(f"{model_name}: model_args {sorted(model_args)} do not fit {fn.__name__}: {e}") from e
+            builder = functools.partial(fn, **model_args)
         fam = family or _family_of(fn.__module__)
-        doc = (inspect.getdoc(fn) or "").split("\n", 1)[0]
-        _MODELS[model_name] = ModelSpec(model_name, fam, task, fn, default_tag, doc, dict(input_spec or {}))
+        doc = description or (inspect.getdoc(fn) or "").split("\n", 1)[0]
+        _MODELS[model_name] = ModelSpec(model_name, fam, task, builder, default_tag, doc, dict(input_spec or {}),
+                                        fn.__module__)
         return fn
 
     return deco
@@ -105,7 +122,7 @@ def task_modules(task: str) -> list[str]:
     _discover()
     out = []
     for spec in _MODELS.values():
-        package = spec.builder.__module__.rpartition(".")[0]
+        package = spec.module.rpartition(".")[0]
         if spec.task == task and package and f"{package}.task" not in out:
             out.append(f"{package}.task")
     return out

@@ -598,24 +598,9 @@ INPUT_SPEC = {"cameras": 6, "size": [64, 112], "channels": 3, "range": [0.0, 1.0
                              "BEV rows along x (row 0 rearmost), columns along y (column 0 rightmost)"}
 
 
-@register_model("bev", task="bev_segmentation", default_tag="bev.synthetic", input_spec=INPUT_SPEC)
-def bev(num_classes: int = 2, backbone: str = "cnn", widths: Sequence[int] = (16, 32, 64, 96), dim: int = 64,
-        strides: Sequence[int] = (4,), layers: int = 1, heads: int = 4, points: int = 2,
-        heights: Sequence[float] = (0.25, 0.85, 1.45), grid: Sequence[int] = (50, 50),
-        x_range: Sequence[float] = (-25.0, 25.0), y_range: Sequence[float] = (-25.0, 25.0),
-        image_size: Sequence[int] = (64, 112), depth_bins: int = 48,
-        depth_range: Sequence[float] = (1.0, 40.0)) -> BEVFormer:
-    """BEVFormer-style multi-camera BEV segmentation + centre heatmaps (spatial cross-attention, TSA)."""
-    return BEVFormer(num_classes, backbone, list(widths), dim, list(strides), layers, heads, points, list(heights),
-                     list(grid), list(x_range), list(y_range), list(image_size), depth_bins, list(depth_range))
-
-
-@register_model("bev_lss", task="bev_segmentation", input_spec=INPUT_SPEC)
-def bev_lss(num_classes: int = 2, backbone: str = "cnn", widths: Sequence[int] = (16, 32, 64, 96), dim: int = 64,
-            stride: int = 8, depth_bins: int = 48, depth_range: Sequence[float] = (1.0, 40.0),
-            z_range: Sequence[float] = (-1.0, 3.0), grid: Sequence[int] = (50, 50),
-            x_range: Sequence[float] = (-25.0, 25.0), y_range: Sequence[float] = (-25.0, 25.0),
-            image_size: Sequence[int] = (64, 112)) -> LiftSplat:
-    """Lift-Splat-style BEV model (per-pixel depth distribution, splat to BEV) on the same backbone and head."""
-    return LiftSplat(num_classes, backbone, list(widths), dim, stride, depth_bins, list(depth_range), list(z_range),
-                     list(grid), list(x_range), list(y_range), list(image_size))
+register_model("bev", task="bev_segmentation", default_tag="bev.synthetic", input_spec=INPUT_SPEC,
+               description="BEVFormer-style multi-camera BEV segmentation + centre heatmaps "
+                           "(spatial cross-attention, TSA).")(BEVFormer)
+register_model("bev_lss", task="bev_segmentation", input_spec=INPUT_SPEC,
+               description="Lift-Splat-style BEV model (per-pixel depth distribution, splat to BEV) on the same "
+                           "backbone and head.")(LiftSplat)

@@ -174,35 +174,16 @@ class CNN(nn.Module):
         return (torch.randn(batch_size, self.in_chans, 28, 28),)
 
 
-def _cnn(num_classes: int, in_chans: int, widths, depths, **kwargs) -> CNN:
-    return CNN(num_classes, in_chans, list(widths), list(depths), **kwargs)
-
-
-@register_model("cnn", task="classification", default_tag="cnn.fashion_mnist", input_spec=FASHION_MNIST_SPEC)
-def cnn(num_classes: int = 10, in_chans: int = 1, widths: Sequence[int] = (32, 64, 128),
-        depths: Sequence[int] = (2, 2, 2), stem_stride: int = 1, drop_rate: float = 0.0, se_ratio: float = 0.0,
-        norm: str = "batch", act: str = "relu", features_only: bool = False,
-        out_indices: Sequence[int] | None = None, downsample: str = "stride", head_pool: int = 1) -> CNN:
-    """Small ResNet for 8-64 px images (3 stages of 2 blocks, 32-128 channels, 0.7M parameters)."""
-    return _cnn(num_classes, in_chans, widths, depths, stem_stride=stem_stride, drop_rate=drop_rate,
-                se_ratio=se_ratio, norm=norm, act=act, features_only=features_only, out_indices=out_indices,
-                downsample=downsample, head_pool=head_pool)
-
-
-@register_model("cnn_medium", task="classification", input_spec=FASHION_MNIST_SPEC)
-def cnn_medium(num_classes: int = 10, in_chans: int = 1, drop_rate: float = 0.1, se_ratio: float = 0.0,
-               features_only: bool = False, out_indices: Sequence[int] | None = None) -> CNN:
-    """ResNet with 3 stages of 2 blocks, 64-256 channels (~2.8M parameters)."""
-    return _cnn(num_classes, in_chans, (64, 128, 256), (2, 2, 2), drop_rate=drop_rate, se_ratio=se_ratio,
-                features_only=features_only, out_indices=out_indices)
-
-
-@register_model("cnn_large", task="classification", input_spec=FASHION_MNIST_SPEC)
-def cnn_large(num_classes: int = 10, in_chans: int = 1, drop_rate: float = 0.2, se_ratio: float = 0.0,
-              stem_stride: int = 1, features_only: bool = False, out_indices: Sequence[int] | None = None) -> CNN:
-    """ResNet-18 layout (4 stages of 2 blocks, 64-512 channels, ~11M parameters) with a 3x3 stem."""
-    return _cnn(num_classes, in_chans, (64, 128, 256, 512), (2, 2, 2, 2), stem_stride=stem_stride,
-                drop_rate=drop_rate, se_ratio=se_ratio, features_only=features_only, out_indices=out_indices)
+register_model("cnn", task="classification", default_tag="cnn.fashion_mnist", input_spec=FASHION_MNIST_SPEC,
+               description="Small ResNet for 8-64 px images (3 stages of 2 blocks, 32-128 channels, "
+                           "0.7M parameters).")(CNN)
+register_model("cnn_medium", task="classification", input_spec=FASHION_MNIST_SPEC,
+               model_args={"widths": (64, 128, 256), "drop_rate": 0.1},
+               description="ResNet with 3 stages of 2 blocks, 64-256 channels (~2.8M parameters).")(CNN)
+register_model("cnn_large", task="classification", input_spec=FASHION_MNIST_SPEC,
+               model_args={"widths": (64, 128, 256, 512), "depths": (2, 2, 2, 2), "drop_rate": 0.2},
+               description="ResNet-18 layout (4 stages of 2 blocks, 64-512 channels, ~11M parameters) with a "
+                           "3x3 stem.")(CNN)
 
 
 # --------------------------------------------------------------------------- timm backbones

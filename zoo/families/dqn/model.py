@@ -147,9 +147,8 @@ class QNetwork(nn.Module):
         return (torch.rand(batch_size, *self.obs_shape),)
 
 
-@register_model("dqn", task="rl", default_tag="dqn.cartpole",
-                input_spec={"env": "CartPole-v1", "obs_shape": [4], "n_actions": 2, "preprocessing": ["none"]})
-def dqn(obs_shape: list[int] | tuple[int, ...] = (4,), n_actions: int = 2, encoder: str = "auto",
-        hidden: int | None = None, num_layers: int = 2, dueling: bool = False, obs_scale: float = 1.0) -> QNetwork:
-    """DQN Q-network (MLP / Nature CNN / MinAtar CNN, optional dueling head) for Discrete-action envs."""
-    return QNetwork(list(obs_shape), n_actions, encoder, hidden, num_layers, dueling, obs_scale)
+register_model("dqn", task="rl", default_tag="dqn.cartpole",
+               input_spec={"env": "CartPole-v1", "obs_shape": [4], "n_actions": 2, "preprocessing": ["none"]},
+               model_args={"obs_shape": (4,), "n_actions": 2},  # CartPole's, the default weights'
+               description="DQN Q-network (MLP / Nature CNN / MinAtar CNN, optional dueling head) for "
+                           "Discrete-action envs.")(QNetwork)

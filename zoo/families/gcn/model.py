@@ -215,15 +215,10 @@ class DAGNN(nn.Module):
 INPUT_SPEC = {"features": CORA_FEATURES, "dataset": "Cora", "normalize_features": True}
 
 
-@register_model("gcn", task="node_classification", default_tag="gcn.cora", input_spec=INPUT_SPEC)
-def gcn(in_chans: int = CORA_FEATURES, num_classes: int = CORA_CLASSES, hidden: int = 16, num_layers: int = 2,
-        dropout: float = 0.5) -> GCN:
-    """Kipf & Welling GCN (2 GCNConv layers, 16 hidden, dropout 0.5) for node classification."""
-    return GCN(in_chans, num_classes, hidden, num_layers, dropout)
-
-
-@register_model("dagnn", task="node_classification", default_tag="dagnn.cora", input_spec=INPUT_SPEC)
-def dagnn(in_chans: int = CORA_FEATURES, num_classes: int = CORA_CLASSES, hidden: int = 64, K: int = 10,
-          dropout: float = 0.8) -> DAGNN:
-    """DAGNN (MLP, 10 propagation steps, per-node adaptive hop weights): the stronger variant."""
-    return DAGNN(in_chans, num_classes, hidden, K, dropout)
+CORA = {"in_chans": CORA_FEATURES, "num_classes": CORA_CLASSES}  # the builders' defaults: Cora's shape
+register_model("gcn", task="node_classification", default_tag="gcn.cora", input_spec=INPUT_SPEC, model_args=CORA,
+               description="Kipf & Welling GCN (2 GCNConv layers, 16 hidden, dropout 0.5) for node "
+                           "classification.")(GCN)
+register_model("dagnn", task="node_classification", default_tag="dagnn.cora", input_spec=INPUT_SPEC, model_args=CORA,
+               description="DAGNN (MLP, 10 propagation steps, per-node adaptive hop weights): the stronger "
+                           "variant.")(DAGNN)

@@ -605,21 +605,9 @@ def _note_half(module, state_dict, prefix, *args) -> None:
 # --------------------------------------------------------------------------- builders
 
 
-@register_model("nerf", task="novel_view", default_tag="nerf.lego",
-                input_spec={"rays": "rays_o (N, 3), rays_d (N, 3)", "convention": "OpenGL camera-to-world"})
-def nerf(bound: float = 1.5, num_levels: int = 16, features_per_level: int = 2, log2_table_size: int = 16,
-         base_resolution: int = 16, max_resolution: int = 1024, hidden: int = 64, num_steps: int = 256,
-         grid_resolution: int = 64, occupancy_threshold: float = 0.01, occupancy_every: int = 16,
-         occupancy_decay: float = 0.8, early_stop: float = 1e-4, alpha_threshold: float = 1e-3) -> HashNeRF:
-    """Fast NeRF: hash encoding + tiny MLPs + occupancy grid (Instant-NGP style, pure PyTorch)."""
-    return HashNeRF(bound, num_levels, features_per_level, log2_table_size, base_resolution, max_resolution,
-                    hidden, num_steps, grid_resolution, occupancy_threshold, occupancy_every, occupancy_decay,
-                    early_stop, alpha_threshold)
-
-
-@register_model("nerf_vanilla", task="novel_view",
-                input_spec={"rays": "rays_o (N, 3), rays_d (N, 3)", "convention": "OpenGL camera-to-world"})
-def nerf_vanilla(bound: float = 1.5, width: int = 256, depth: int = 8, skip: int = 4, pos_frequencies: int = 10,
-                 dir_frequencies: int = 4, coarse_samples: int = 64, fine_samples: int = 128) -> VanillaNeRF:
-    """The original NeRF: positional encoding, 8x256 MLP, coarse + fine sampling."""
-    return VanillaNeRF(bound, width, depth, skip, pos_frequencies, dir_frequencies, coarse_samples, fine_samples)
+NERF_INPUT_SPEC = {"rays": "rays_o (N, 3), rays_d (N, 3)", "convention": "OpenGL camera-to-world"}
+register_model("nerf", task="novel_view", default_tag="nerf.lego", input_spec=NERF_INPUT_SPEC,
+               description="Fast NeRF: hash encoding + tiny MLPs + occupancy grid (Instant-NGP style, "
+                           "pure PyTorch).")(HashNeRF)
+register_model("nerf_vanilla", task="novel_view", input_spec=NERF_INPUT_SPEC,
+               description="The original NeRF: positional encoding, 8x256 MLP, coarse + fine sampling.")(VanillaNeRF)

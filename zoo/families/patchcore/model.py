@@ -427,13 +427,8 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 # --------------------------------------------------------------------------- builder
 
 
-@register_model("patchcore", task="anomaly_detection", default_tag="patchcore.brick",
-                input_spec={"channels": 3, "size": [224, 224], "range": [0, 1],
-                            "layout": "(B, 3, H, W) float in [0, 1]; resized and normalised inside"})
-def patchcore(backbone: str = OFFLINE_BACKBONE, layers: list[int] | tuple[int, ...] = (1, 2, 3), image_size: int = 224,
-              stride: int = 8, pad: int = 16, feature_dim: int | None = 128, memory_size: int = 1,
-              coreset_ratio: float = 0.1, coreset_dim: int = 32, num_neighbors: int = 9, sigma: float = 4.0,
-              seed: int = 0, layer_weights: list[float] | None = None, neighbourhood: int = 3) -> PatchCore:
-    """PatchCore anomaly detection: frozen ImageNet backbone, coreset memory bank, NN anomaly maps."""
-    return PatchCore(backbone, list(layers), image_size, stride, pad, feature_dim, memory_size, coreset_ratio,
-                     coreset_dim, num_neighbors, sigma, seed, layer_weights, neighbourhood)
+register_model("patchcore", task="anomaly_detection", default_tag="patchcore.brick",
+               input_spec={"channels": 3, "size": [224, 224], "range": [0, 1],
+                           "layout": "(B, 3, H, W) float in [0, 1]; resized and normalised inside"},
+               description="PatchCore anomaly detection: frozen ImageNet backbone, coreset memory bank, "
+                           "NN anomaly maps.")(PatchCore)

@@ -263,12 +263,8 @@ def sliding_window_segment(model: nn.Module, volume: torch.Tensor, patch_size: i
 # --------------------------------------------------------------------------- builder
 
 
-@register_model("unet3d", task="volume_segmentation", default_tag="unet3d.mni152_tissue",
-                input_spec={"channels": 1, "layout": "(B, C, D, H, W)",
-                            "normalisation": "per-channel z-score over non-zero voxels, zeros kept"})
-def unet3d(in_chans: int = 1, num_classes: int = 3, widths: list[int] | tuple[int, ...] = (16, 32, 64, 128),
-           norm: str = "instance", act: str = "leaky_relu", upsample: str = "transposed",
-           deep_supervision: bool = False, patch_size: int | list[int] = 64) -> UNet3D:
-    """3D U-Net (Çiçek 2016) with sliding-window `segment()`; configurable depth, widths, norm, upsampling."""
-    return UNet3D(in_chans, num_classes, list(widths), norm, act, upsample, deep_supervision,
-                  list(patch_size) if isinstance(patch_size, (list, tuple)) else patch_size)
+register_model("unet3d", task="volume_segmentation", default_tag="unet3d.mni152_tissue",
+               input_spec={"channels": 1, "layout": "(B, C, D, H, W)",
+                           "normalisation": "per-channel z-score over non-zero voxels, zeros kept"},
+               description="3D U-Net (Çiçek 2016) with sliding-window `segment()`; configurable depth, widths, "
+                           "norm, upsampling.")(UNet3D)
