@@ -94,3 +94,18 @@ def test_classes_are_registered_and_variants_pass_only_what_differs():
     with pytest.raises(ValueError, match="model_args \\['nope'\\] do not fit GCN"):
         zoo.register_model("gcn_bad", task="node_classification", model_args={"nope": 1})(GCN)
 
+
+def test_one_channel_statistics_rule():
+    from zoo.families.cnn.model import timm_input_spec
+    from zoo.weights import adapt_channel_stats
+
+    assert adapt_channel_stats([0.2, 0.4, 0.6], 1) == pytest.approx([0.4])
+    assert adapt_channel_stats([0.5], 3) == [0.5, 0.5, 0.5]
+    assert adapt_channel_stats([1, 2], 3) == [1.0, 2.0, 1.0]
+    assert adapt_channel_stats([1, 2, 3], 3) == [1.0, 2.0, 3.0]
+    spec = timm_input_spec({"mean": (0.2, 0.4, 0.6), "std": (0.1, 0.2, 0.3)}, 1)
+    assert spec["mean"] == pytest.approx([0.4]) and spec["std"] == pytest.approx([0.2])
+    created = zoo.create("cnn", pretrained=True, in_chans=3).pretrained_cfg["input_spec"]
+    card = zoo.model_info("cnn.fashion_mnist")["input_spec"]
+    assert created["mean"] == adapt_channel_stats(card["mean"], 3) and created["channels"] == 3
+

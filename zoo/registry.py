@@ -295,11 +295,7 @@ def create(name: str, pretrained: bool | str | os.PathLike = False, *, num_class
             spec_in = cfg["input_spec"]
             spec_in["channels"] = in_chans
             for key in ("mean", "std"):
-                vals = list(spec_in[key])
-                if in_chans > len(vals):
-                    spec_in[key] = (vals * in_chans)[:in_chans]
-                else:
-                    spec_in[key] = [sum(vals) / len(vals)] * in_chans
+                spec_in[key] = W.adapt_channel_stats(spec_in[key], in_chans)
         cfg.update({"tag": loaded_cfg.get("tag"), "source": str(folder),
                     "sha256": loaded_cfg["files"][W.WEIGHTS_FILE]["sha256"],
                     "revision_resolved": folder.name if "snapshots" in folder.parts else "local",

@@ -355,6 +355,21 @@ def adapt_input_weight(weight, in_chans: int):
     return torch.einsum("oi...,ni->on...", weight, mix.to(weight.device))
 
 
+def adapt_channel_stats(values, in_chans: int) -> list[float]:
+    """A per-channel statistic (input mean or std) for `in_chans` channels: the one rule zoo uses.
+
+    Fewer channels take the average of the given ones (grey from RGB); more channels repeat them
+    cyclically, as `adapt_input_weight` cycles the first layer's channels. `zoo.create(in_chans=)` and
+    the timm wrapper's input spec both adapt mean and std with it.
+    """
+    values = [float(v) for v in values]
+    if in_chans == len(values):
+        return values
+    if in_chans < len(values):
+        return [sum(values) / len(values)] * in_chans
+    return (values * in_chans)[:in_chans]
+
+
 def adapt_state_dict(model, state: dict, *, in_chans: int | None, num_classes: int | None,
                      card_in: int | None, card_classes: int | None) -> tuple[dict, list[str]]:
     """Rewrite a state dict for a model built with other in_chans / num_classes than the card.

@@ -23,6 +23,7 @@ from torch import nn
 from zoo.blocks import ConvNormAct, ResidualBlock
 from zoo.registry import register_model
 from zoo.utils import check_tensor
+from zoo.weights import adapt_channel_stats
 
 # Pools that halve odd sizes as a stride-2 convolution does (7 -> 4), so both forms give the same shapes.
 DOWNSAMPLE = {
@@ -191,11 +192,8 @@ register_model("cnn_large", task="classification", input_spec=FASHION_MNIST_SPEC
 
 def timm_input_spec(pretrained_cfg: dict, in_chans: int) -> dict:
     """A zoo input spec from a timm pretrained_cfg (mean/std averaged or repeated for `in_chans`)."""
-    mean, std = list(pretrained_cfg.get("mean", (0.5,))), list(pretrained_cfg.get("std", (0.5,)))
-    if len(mean) != in_chans:
-        # Same rule as zoo.create's in_chans adaptation: grey = mean of the colours; more channels repeat.
-        mean = [sum(mean) / len(mean)] * in_chans if in_chans < len(mean) else (mean * in_chans)[:in_chans]
-        std = [sum(std) / len(std)] * in_chans if in_chans < len(std) else (std * in_chans)[:in_chans]
+    mean = adapt_channel_stats(pretrained_cfg.get("mean", (0.5,)), in_chans)  # zoo.create's rule for in_chans
+    std = adapt_channel_stats(pretrained_cfg.get("std", (0.5,)), in_chans)
     interpolation = pretrained_cfg.get("interpolation", "bilinear")
     return {"size": list(pretrained_cfg.get("input_size", (3, 224, 224))[1:]), "channels": in_chans,
             "mean": mean, "std": std, "crop_pct": float(pretrained_cfg.get("crop_pct", 1.0)),
