@@ -187,6 +187,14 @@ def test_cpu_isa_reports_a_cap_and_drops_native_bf16(monkeypatch):
         RP.isa_env("avx512")
 
 
+def test_isa_cap_that_did_not_take_is_an_error(monkeypatch, capsys):
+    for key, value in RP.isa_env("avx2").items():
+        monkeypatch.setenv(key, value)  # as if capped, but torch still dispatches to AVX-512 kernels
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert main(["reproduce", "gcn.cora", "--isa", "avx2"]) == 2
+    assert "dispatches to AVX512 kernels, not AVX2" in capsys.readouterr().err
+
+
 def test_cli_reproduce_isa_avx2_reruns_capped(toy_card, tmp_path, capfd):
     """`--isa avx2` re-executes zoo with the kernels capped; the pass on the card says so."""
     assert main(["reproduce", "toy_mlp.blobs", "--isa", "avx2", "--record", "--runs", str(tmp_path / "r")]) == 0

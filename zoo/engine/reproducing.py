@@ -80,8 +80,8 @@ def check_capped(isa: str) -> None:
     """Raise unless PyTorch really dispatches to `isa`'s kernels (the caps were set too late, or ignored)."""
     got = torch.backends.cpu.get_cpu_capability()
     if got != ISA_CAPS[isa][1]:
-        raise RuntimeError(f"--isa {isa}: PyTorch dispatches to {got} kernels, not {ISA_CAPS[isa][1]} "
-                           f"(environment: {isa_env(isa)})")
+        raise ValueError(f"--isa {isa}: PyTorch dispatches to {got} kernels, not {ISA_CAPS[isa][1]}, under "
+                         f"{isa_env(isa)} (a CPU without {ISA_CAPS[isa][1]}, or caps set after torch started)")
 
 
 def run_seeds(tag: str, seeds: list[int], overrides=(), *, device: str | None = None, runs_root="runs") -> list[dict]:
