@@ -20,8 +20,9 @@ from zoo.engine import reproducing as RP
 
 ROOT = Path(__file__).resolve().parent.parent
 TOY = ROOT / "tests" / "example_family" / "recipes" / "toy.yaml"
-# `zoo reproduce --all --fast` in CI, exactly: the tags whose card measured <= 2 min a run (about 5 minutes
-# of one core together: gcn.cora, gcn.citeseer, dqn.cartpole, patchcore.brick/grass/gravel). The rest
+# `zoo reproduce --all --fast` in CI, exactly: the tags whose card measured <= 2 min a run (gcn.cora,
+# gcn.citeseer, dqn.cartpole, patchcore.brick/grass/gravel: 5.1 min by the cards, 8.5 min measured one after
+# another on a loaded 2-core machine; docs/training.md). The rest
 # (SLOW_TAGS, 3.5-26 min a run) are run by hand: README.md's "Reproduce" section says how.
 FAST_TAGS = RP.fast_tags()
 SLOW_TAGS = sorted(set(RP.all_tags()) - set(FAST_TAGS))
