@@ -220,10 +220,19 @@ def cmd_eval(a) -> int:
 def cmd_reproduce(a) -> int:
     from .engine import reproducing as RP
 
+    if a.readme:
+        if a.tag or a.all:
+            raise ValueError("--readme only regenerates README.md's table from the cards: no TAG or --all")
+        print("README.md " + ("updated from the cards" if RP.update_readme() else "already matches the cards"))
+        return 0
     if a.fast and not a.all:
         raise ValueError("--fast selects among --all: zoo reproduce --all --fast")
     if a.all == bool(a.tag):
         raise ValueError("name one TAG or --all")
+    if a.isa:
+        if not RP.isa_capped(a.isa):  # the caps must be in the environment before torch picks its kernels
+            return RP.run_capped(a.isa, a.argv)
+        RP.check_capped(a.isa)
     tags = [a.tag] if a.tag else (RP.fast_tags(a.max_minutes) if a.fast else RP.all_tags())
     rows, failed = [], 0
     for tag in tags:
@@ -245,6 +254,8 @@ def cmd_reproduce(a) -> int:
     if rows:
         print(_table(rows, ["tag", "metric", "precision", "reference", "measured", "within", "from", "time",
                             "verdict"]))
+        m = RP.machine()
+        print(f"machine: {m['hardware']}; ISA {m['isa']}; torch {m['torch']}")
     return 1 if failed else 0
 
 
@@ -357,6 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--record-study", action="store_true",
                     help="put the --seeds runs on the card as its seed study (mean, std, n, machine, date)")
     sp.add_argument("--note", default="", help="with --record/--record-study: a word on the machine (e.g. shared)")
+    sp.add_argument("--isa", choices=["avx2"], help="re-run under PyTorch/oneDNN kernels capped at this ISA: an "
+                    "AVX2-only CPU emulated on an AVX-512 one (fp32, no bf16 autocast); the card records the cap")
+    sp.add_argument("--readme", action="store_true",
+                    help="regenerate the reproduce table of README.md (a source checkout) from the cards; no run")
     run_opts(sp)
     sp = add("predict", cmd_predict, "run a model on an input and draw the result")
     sp.add_argument("name", help="tag, weights folder or run dir")
@@ -400,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import weights
 
     weights.TRUST_UNVERIFIED = args.trust_unverified
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for a command that re-runs itself (reproduce --isa)
     try:
         code = args.fn(args) or 0
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit

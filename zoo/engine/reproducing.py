@@ -15,6 +15,11 @@ precision (bf16 autocast on AVX-512 BF16 vs fp32 on AVX2): a run is compared wit
 precision; a card without one for it falls back to the recipe's `expect` tolerance and says so.
 `--seeds N` runs N seeds and compares the distributions (the mean of N runs against the card's mean,
 within k * sqrt(std_card^2/n_card + std_run^2/N) plus the floor).
+
+Cross-machine evidence without a second machine: `zoo reproduce --isa avx2` re-executes itself with
+PyTorch's and oneDNN's kernels capped at AVX2 (ISA_CAPS), so an AVX-512 machine runs the code paths of an
+AVX2-only CPU. The run records its ISA as "AVX2 (capped on an AVX-512 BF16 CPU)" and trains without bf16
+autocast (no native bf16 under the cap), so it is judged against the card's fp32 figures.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -36,6 +43,9 @@ FLOOR = 0.002       # relative: 0.2% of the mean's magnitude ...
 ABS_FLOOR = 1e-3    # ... and never below this
 SEED_STRIDE = 1000  # seeds far apart: a recipe that trains seeds s, s+1, ... (gcn) gets disjoint sets
 FAST_MINUTES = 2.0
+# `--isa NAME`: the environment that caps PyTorch's (ATen) and oneDNN's kernels at that ISA, and the
+# capability torch.backends.cpu.get_cpu_capability() must then report
+ISA_CAPS = {"avx2": ({"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}, "AVX2")}
 
 
 def machine() -> dict:
@@ -44,6 +54,34 @@ def machine() -> dict:
     from .trainer import cpu_isa
 
     return {"hardware": hardware(), "isa": cpu_isa(), "threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
+def isa_env(isa: str) -> dict:
+    """The environment variables that cap the kernels at `isa` (a key of ISA_CAPS)."""
+    if isa not in ISA_CAPS:
+        raise ValueError(f"--isa {isa}: expected one of {', '.join(ISA_CAPS)}")
+    return ISA_CAPS[isa][0]
+
+
+def isa_capped(isa: str) -> bool:
+    """Whether this process already runs under `isa`'s caps (set before torch chose its kernels)."""
+    return all(os.environ.get(k) == v for k, v in isa_env(isa).items())
+
+
+def run_capped(isa: str, argv: list[str]) -> int:
+    """Run `zoo ARGV` again in a child process under `isa`'s caps (they must be in the environment
+    before torch starts); its exit status."""
+    import subprocess
+
+    return subprocess.call([sys.executable, "-m", "zoo", *argv], env={**os.environ, **isa_env(isa)})
+
+
+def check_capped(isa: str) -> None:
+    """Raise unless PyTorch really dispatches to `isa`'s kernels (the caps were set too late, or ignored)."""
+    got = torch.backends.cpu.get_cpu_capability()
+    if got != ISA_CAPS[isa][1]:
+        raise ValueError(f"--isa {isa}: PyTorch dispatches to {got} kernels, not {ISA_CAPS[isa][1]}, under "
+                         f"{isa_env(isa)} (a CPU without {ISA_CAPS[isa][1]}, or caps set after torch started)")
 
 
 def run_seeds(tag: str, seeds: list[int], overrides=(), *, device: str | None = None, runs_root="runs") -> list[dict]:
@@ -184,7 +222,7 @@ def _folder(tag: str) -> Path:
 
 def write_block(tag: str, block: dict) -> Path:
     """Store a card's reproducibility block: config.json, the README's section, and (for bundled folders) the
-    package's card index. model.safetensors is never touched."""
+    package's card index and the repository README's reproduce table. model.safetensors is never touched."""
     from ..utils import bundled_dir, write_json
 
     folder = _folder(tag)
@@ -196,6 +234,7 @@ def write_block(tag: str, block: dict) -> Path:
         readme.write_text(replace_section(readme.read_text(), reproducibility_markdown(config)))
     if folder.resolve().parent == bundled_dir("weights").resolve():
         W.write_index()
+        update_readme()
     return folder
 
 
@@ -237,9 +276,11 @@ def record_pass(verdict: dict, *, note: str = "") -> None:
         raise ValueError(f"{verdict['tag']}: only a passed reproduction goes on the card")
     card = W.get_card(verdict["tag"])
     block = dict(card.get("reproducibility") or {})
-    hw = verdict["machine"]["hardware"] + (f", {note}" if note else "")
-    row = {"machine": hw, "precision": verdict["precision"], "value": verdict["measured"],
-           "seconds": verdict["seconds"], "date": today(), "n": len(verdict["values"]), "torch": torch.__version__}
+    m = verdict["machine"]
+    hw = m["hardware"] + (f", {note}" if note else "")
+    row = {"machine": hw, "isa": m["isa"], "threads": m["threads"], "precision": verdict["precision"],
+           "value": verdict["measured"], "seconds": verdict["seconds"], "date": today(), "n": len(verdict["values"]),
+           "torch": torch.__version__}
     rows = [r for r in block.get("reproduced_on", []) if (r["machine"], r["precision"]) != (hw, row["precision"])]
     block["reproduced_on"] = [*rows, row]
     write_block(verdict["tag"], block)
@@ -284,10 +325,73 @@ def reproducibility_markdown(card: dict) -> str:
     rows = block.get("reproduced_on") or []
     lines += ["", "Reproduced on:", ""]
     if rows:
-        lines += ["| machine | precision | value | time | date | source |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r['machine']} | {r['precision']} | {r['value']:.4f} | "
+        lines += ["| machine | ISA | threads | precision | value | time | date | source |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['machine']} | {r.get('isa', '-')} | {r.get('threads', '-')} | {r['precision']} | "
+                  f"{r['value']:.4f} | "
                   f"{'-' if r['seconds'] is None else format(r['seconds'], '.0f') + ' s'} | {r['date']} | "
                   f"{r.get('source', '`zoo reproduce`')} |" for r in rows]
     else:
         lines.append("no machine yet (`zoo reproduce` has not passed since the block was added).")
     return "\n".join(lines) + "\n"
+
+
+README_START = "<!-- reproduce table: generated from the cards by `zoo reproduce --readme`; do not edit -->"
+README_END = "<!-- end of the reproduce table -->"
+
+
+def _fmt(value: float, scale: float | None = None) -> str:
+    """4 decimals for scores, 1 for returns and dB (by the magnitude of `scale`, default the value)."""
+    return f"{value:.4f}" if abs(value if scale is None else scale) < 10 else f"{value:.1f}"
+
+
+def _passes(block: dict) -> str:
+    """A card's "reproduced on" rows in one cell: value, machine (threads, CPU, vector ISA, load), time, date."""
+    cells = []
+    for r in block.get("reproduced_on") or []:
+        took = "" if r.get("seconds") is None else f", {r['seconds']:.0f} s"
+        cells.append(f"{_fmt(r['value'])} ({r['machine']}{took}, {r['date']})")
+    return "; ".join(cells)
+
+
+def readme_table(cards: dict[str, dict] | None = None) -> str:
+    """The README's reproduce table, one row per published tag, from the cards' reproducibility blocks:
+    the card's value, the seed study (mean ± std, n, per precision), one run's measured minutes (fast = run
+    by `zoo reproduce --all --fast` and CI; slow = run by hand) and every passed `zoo reproduce`."""
+    cards = W.load_index() if cards is None else cards
+    rows = ["| tag | metric | card | seed study (mean ± std, n) | one run | passed `zoo reproduce` (value, ISA, time, "
+            "date) |", "|---|---|---|---|---|---|"]
+    for tag in sorted(cards):
+        card = cards[tag]
+        block = card.get("reproducibility") or {}
+        metric = (card.get("expect") or {}).get("metric") or "-"
+        value = (card.get("metrics") or {}).get(metric)
+        studies = [f"{_fmt(s['mean'])} ± {_fmt(s['std'], s['mean'])}, n {s['n']} ({prec})"
+                   for prec, s in (block.get("seed_study") or {}).items() if s.get("n")] or ["not run"]
+        minutes = block.get("minutes")
+        speed = "-" if minutes is None else f"{minutes:.1f} min, {'fast' if minutes <= FAST_MINUTES else 'slow'}"
+        passes = _passes(block) or f"none yet: `zoo reproduce {tag}`"
+        rows.append(f"| {tag} | {metric} | {'-' if value is None else _fmt(value)} | {'; '.join(studies)} | "
+                    f"{speed} | {passes} |")
+    return "\n".join(rows)
+
+
+def readme_with_table(text: str, cards: dict[str, dict] | None = None) -> str:
+    """`text` (the repository README) with the block between README_START and README_END regenerated."""
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"README: no reproduce table block ({README_START} ... {README_END})")
+    return text[:start + len(README_START)] + "\n" + readme_table(cards) + "\n" + text[end:]
+
+
+def update_readme(path: Path | None = None) -> bool:
+    """Regenerate the repository README's reproduce table (a source checkout only); whether it changed."""
+    from ..utils import REPO_ROOT
+
+    path = Path(path) if path else REPO_ROOT / "README.md"
+    if not path.is_file() or README_START not in (text := path.read_text()):
+        return False
+    new = readme_with_table(text)
+    if new != text:
+        path.write_text(new)
+    return new != text

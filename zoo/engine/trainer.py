@@ -68,12 +68,22 @@ AMP_VALUES = ("auto", True, False, "force")
 
 @functools.cache
 def cpu_isa() -> str:
-    """The CPU's widest vector extension that matters for training speed (bf16 needs AVX-512 BF16 or AMX)."""
+    """The CPU's widest vector extension that matters for training speed (bf16 needs AVX-512 BF16 or AMX).
+
+    When ATEN_CPU_CAPABILITY caps PyTorch's kernels below that (`zoo reproduce --isa avx2` emulating an
+    AVX2-only CPU), the capped ISA, saying so: "AVX2 (capped on an AVX-512 BF16 CPU)"; bf16 is then not native.
+    """
+    hw = "no AVX2"
     for name, check in (("AMX", "_is_amx_tile_supported"), ("AVX-512 BF16", "_is_avx512_bf16_supported"),
                         ("AVX-512", "_is_avx512_supported"), ("AVX2", "_is_avx2_supported")):
         if getattr(torch.cpu, check, lambda: False)():
-            return name
-    return "no AVX2"
+            hw = name
+            break
+    order = ["no AVX2", "AVX2", "AVX-512", "AVX-512 BF16", "AMX"]
+    cap = {"DEFAULT": "no AVX2", "AVX2": "AVX2"}.get(torch.backends.cpu.get_cpu_capability())
+    if cap and hw in order and order.index(cap) < order.index(hw):
+        return f"{cap} (capped on an {hw} CPU)"
+    return hw
 
 
 @functools.cache
