@@ -180,6 +180,10 @@ def test_color_weight_adds_the_patch_mean_colour():
     # a darkening lowers every colour channel of every patch
     darker, _ = model.embed(x * 0.85)
     assert bool((darker[..., 64:] < feats[..., 64:]).all())
+    # layer_weights scale the backbone's layers only, not the colour channels
+    weighted, _ = PatchCore(layers=[1, 2], feature_dim=None, image_size=64, neighbourhood=1, color_weight=10,
+                            layer_weights=[2, 2]).embed(x)
+    torch.testing.assert_close(weighted, torch.cat([2 * plain, feats[..., 64:]], -1))
     # with a projection the colour channels join the projected concatenation
     assert PatchCore(layers=[1, 2], feature_dim=16, image_size=64, color_weight=1).projection.shape == (67, 16)
 

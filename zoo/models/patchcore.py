@@ -356,7 +356,7 @@ class PatchCore(nn.Module):
         maps = [F.adaptive_avg_pool2d(m, cells) if m.shape[-1] >= cells
                 else F.interpolate(m, size=(cells, cells), mode="bilinear", align_corners=False) for m in maps]
         if self.layer_weights is not None:
-            maps = [m * w for m, w in zip(maps, self.layer_weights)]
+            maps = [m * w for m, w in zip(maps, self.layer_weights)] + maps[len(self.layers):]  # colour: own weight
         c = pad // self.stride
         feats = torch.cat(maps, 1)[..., c:cells - c, c:cells - c]
         h, w = feats.shape[-2:]
