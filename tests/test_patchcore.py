@@ -128,6 +128,8 @@ def test_model_rejects_bad_arguments():
         PatchCore(layers=[1, 2], layer_weights=[1.0])
     with pytest.raises(ValueError, match="neighbourhood must be an odd number"):
         PatchCore(layers=[1, 2], neighbourhood=4)
+    with pytest.raises(ValueError, match="color_weight must be >= 0"):
+        PatchCore(layers=[1, 2], color_weight=-1)
 
 
 def test_feature_dim_none_keeps_the_channels_unprojected():
@@ -164,6 +166,26 @@ def test_layer_weights_scale_each_layer_s_features():
     torch.testing.assert_close(doubled, 2 * plain)
     first_only, _ = PatchCore(layers=[1, 2], feature_dim=8, image_size=64, layer_weights=[1, 0]).embed(x)
     assert not torch.allclose(first_only, plain)
+
+
+def test_color_weight_adds_the_patch_mean_colour():
+    x = torch.rand(1, 3, 64, 64)
+    plain, _ = PatchCore(layers=[1, 2], feature_dim=None, image_size=64, neighbourhood=1).embed(x)
+    model = PatchCore(layers=[1, 2], feature_dim=None, image_size=64, neighbourhood=1, color_weight=10)
+    feats, (h, w) = model.embed(x)
+    assert model.feature_dim == 24 + 40 + 3 and torch.equal(feats[..., :64], plain)
+    # the last 3 channels: each 8x8 cell's mean normalised colour, times the weight
+    cells = torch.nn.functional.avg_pool2d((x - model.mean) / model.std, 8)
+    torch.testing.assert_close(feats[..., 64:], 10 * cells.flatten(2).transpose(1, 2))
+    # a darkening lowers every colour channel of every patch
+    darker, _ = model.embed(x * 0.85)
+    assert bool((darker[..., 64:] < feats[..., 64:]).all())
+    # layer_weights scale the backbone's layers only, not the colour channels
+    weighted, _ = PatchCore(layers=[1, 2], feature_dim=None, image_size=64, neighbourhood=1, color_weight=10,
+                            layer_weights=[2, 2]).embed(x)
+    torch.testing.assert_close(weighted, torch.cat([2 * plain, feats[..., 64:]], -1))
+    # with a projection the colour channels join the projected concatenation
+    assert PatchCore(layers=[1, 2], feature_dim=16, image_size=64, color_weight=1).projection.shape == (67, 16)
 
 
 # --------------------------------------------------------------------------- data

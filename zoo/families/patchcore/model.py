@@ -258,6 +258,11 @@ class PatchCore(nn.Module):
         sigma: Gaussian smoothing of the anomaly map, in pixels at `image_size`.
         seed: the feature projection.
         neighbourhood: side p of the local average of each feature map (odd; 1 = none).
+        color_weight: when > 0, the patch's mean colour (the normalised input averaged over its
+            `stride` x `stride` cell, then over the same p x p neighbourhood) joins the features as 3
+            more channels, times this factor: ImageNet features are built to be invariant to a
+            faint tint or darkening, so a low-contrast stain otherwise lies close to normal patches.
+            0 (default) = off.
 
     Shapes:
         - input: images :math:`(B, 3, H, W)` float in [0, 1] (any H, W; resized inside).
@@ -267,13 +272,16 @@ class PatchCore(nn.Module):
     def __init__(self, backbone: str = OFFLINE_BACKBONE, layers: Sequence[int] = (1, 2, 3), image_size: int = 224,
                  stride: int = 8, pad: int = 16, feature_dim: int | None = 128, memory_size: int = 1,
                  coreset_ratio: float = 0.1, coreset_dim: int = 32, num_neighbors: int = 9, sigma: float = 4.0,
-                 seed: int = 0, layer_weights: Sequence[float] | None = None, neighbourhood: int = 3):
+                 seed: int = 0, layer_weights: Sequence[float] | None = None, neighbourhood: int = 3,
+                 color_weight: float = 0.0):
         super().__init__()
         if neighbourhood < 1 or neighbourhood % 2 == 0:
             raise ValueError(f"patchcore: neighbourhood must be an odd number >= 1, got {neighbourhood}")
         if layer_weights is not None and (len(layer_weights) != len(layers) or min(layer_weights) < 0):
             raise ValueError(f"patchcore: layer_weights {list(layer_weights)} must give one factor >= 0 per layer "
                              f"of {list(layers)}")
+        if not color_weight >= 0:
+            raise ValueError(f"patchcore: color_weight must be >= 0 (0 = no colour channels), got {color_weight}")
         if not 0 < coreset_ratio <= 1:
             raise ValueError(f"patchcore: coreset_ratio must be in (0, 1], got {coreset_ratio}")
         if num_neighbors < 2:
@@ -285,6 +293,9 @@ class PatchCore(nn.Module):
             raise ValueError(f"patchcore: need image_size >= 32, feature_dim >= 1, memory_size >= 1; got "
                              f"{image_size}, {feature_dim}, {memory_size}")
         net, mean, std, channels = build_backbone(backbone, layers)
+        self.color_weight = float(color_weight)
+        if self.color_weight > 0:
+            channels = [*channels, 3]  # the mean-colour map, last in the concatenation
         self._frozen = (net,)  # a tuple: not a registered submodule, so not in the state dict (see above)
         self.layers = list(layers)
         self.layer_weights = [float(w) for w in layer_weights] if layer_weights is not None else None
@@ -335,6 +346,8 @@ class PatchCore(nn.Module):
             x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
         with torch.no_grad():
             maps = self.backbone.forward_intermediates(x, indices=self.layers, intermediates_only=True)
+        if self.color_weight > 0:
+            maps = [*maps, F.avg_pool2d(x, self.stride) * self.color_weight]
         cells = (size + 2 * pad) // self.stride
         # p x p neighbourhood average: a patch describes its surroundings, robust to small shifts
         p = self.neighbourhood
@@ -343,7 +356,7 @@ class PatchCore(nn.Module):
         maps = [F.adaptive_avg_pool2d(m, cells) if m.shape[-1] >= cells
                 else F.interpolate(m, size=(cells, cells), mode="bilinear", align_corners=False) for m in maps]
         if self.layer_weights is not None:
-            maps = [m * w for m, w in zip(maps, self.layer_weights)]
+            maps = [m * w for m, w in zip(maps, self.layer_weights)] + maps[len(self.layers):]  # colour: own weight
         c = pad // self.stride
         feats = torch.cat(maps, 1)[..., c:cells - c, c:cells - c]
         h, w = feats.shape[-2:]
