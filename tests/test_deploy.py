@@ -196,3 +196,37 @@ def test_aoti_package_runs_from_cpp(tmp_path):
         x = graph_spec(model).example_inputs(3)[0]
         with torch.no_grad():
             torch.testing.assert_close(run_cpp(exe, out / "model.aoti.pt2", x), model(x), atol=1e-4, rtol=1e-4)
+
+
+def test_int8_folder_loads_like_weights(tmp_path, capsys):
+    """zoo quantize's folder: zoo.create(folder, pretrained=True) runs its ONNX model; zoo eval / predict take it."""
+    from zoo.deploy.quantize import quantize
+    from zoo.deploy.runtime import ExportedModel, OnnxModule
+    from zoo.weights import WeightsError
+
+    out = quantize("dqn.cartpole", "dynamic", out_dir=tmp_path / "q", measure=False)
+    card = json.loads((out / "config.json").read_text())
+    assert card["tag"] == "dqn.cartpole-int8" and card["deploy"]["kind"] == "int8"
+    assert card["deploy"]["method"] == "dynamic" and card["deploy"]["source"]["tag"] == "dqn.cartpole"
+    assert (out / "recipe.yaml").is_file() and "int8" in (out / "README.md").read_text()
+    model = zoo.create(str(out), pretrained=True)
+    assert isinstance(model, ExportedModel) and model.pretrained_cfg["tag"] == "dqn.cartpole-int8"
+    obs = torch.rand(5, 4)
+    torch.testing.assert_close(model(obs), OnnxModule(out / "model.onnx")(obs))
+    assert torch.equal(model.act(obs), model(obs).argmax(1))
+    assert main(["eval", str(out), "--episodes", "2", "--json"]) == 0
+    assert "return_mean" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    with pytest.raises(ValueError, match="deployment folder.*num_classes"):
+        zoo.create(str(out), pretrained=True, num_classes=3)
+    (out / "model.onnx").write_bytes((out / "model.onnx").read_bytes() + b"x")
+    with pytest.raises(WeightsError, match="sha256 mismatch"):
+        zoo.create(str(out), pretrained=True)
+
+
+def test_int8_cnn_folder_predicts(tmp_path, capsys):
+    """A static int8 cnn folder carries the source's samples and recipe: zoo predict runs it without an input."""
+    from zoo.deploy.quantize import quantize
+
+    out = quantize("cnn.fashion_mnist", "static", calib=32, out_dir=tmp_path / "q", measure=False)
+    assert main(["predict", str(out), "--out", str(tmp_path / "p")]) == 0
+    assert (tmp_path / "p" / "predictions.csv").is_file()

@@ -7,7 +7,8 @@ channels of lowest L2 magnitude until `amount` of the prunable channels are gone
 are kept. The pruned network is then trained for `minutes` with the weights' own recipe (its data,
 augmentation and optimiser; learning rate scaled by `lr_scale`), evaluated on the card's data, and
 exported to ONNX: its channel counts no longer follow the family's constructor arguments, so the deployable
-file is the result. The card gives FLOPs and parameters before and after, the metric, and the speed-up.
+file is the result. The folder loads like a weights folder (zoo.create, zoo eval, zoo predict: see
+zoo.deploy.folder); prune.json gives FLOPs and parameters before and after, the metric, and the speed-up.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import nn
 
 from ..utils import write_json
 from .exporter import export, load_model, source_info
+from .folder import write_folder
 from .graphs import graph_spec
 from .runtime import need
 
@@ -89,4 +91,11 @@ def prune(name: str, amount: float = 0.5, *, minutes: float = 5.0, out_dir: str 
             "rows_per_second_eager": speed, "speedup_eager": speed["pruned"] / speed["dense"],
             "speed_setting": {"batch": 64, "threads": torch.get_num_threads()}}
     write_json(out / "prune.json", card)
-    return out
+    deploy = {"kind": "pruned", "amount": amount, "flops": card["flops"], "params": card["params"],
+              "recovery": card["recovery"]}
+    readme = (f"# {card['tag']}\n\n{amount:.0%} of the channels of `{src['tag']}` removed (torch-pruning, L2), "
+              f"then {minutes:g} minutes of recovery: FLOPs {before[0]:,} -> {after[0]:,} "
+              f"({card['flops']['removed']:.1%} removed) per batch of 64, eager speed-up "
+              f"{card['speedup_eager']:.2f}x.\n\n" + "".join(f"- {k}: {v:.4f}\n" for k, v in metrics.items())
+              + "\n" + (out / "README.md").read_text())
+    return write_folder(out, model, deploy, metrics, readme)

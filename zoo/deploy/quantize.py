@@ -24,6 +24,7 @@ from torch import nn
 
 from ..utils import write_json
 from .exporter import FILES, export, load_model, source_info
+from .folder import write_folder
 from .graphs import graph_spec
 from .runtime import ExportedModel, OnnxModule, need
 
@@ -134,13 +135,15 @@ def quantize(name: str, method: str = "static", *, calib: int = 512, backend: st
         else:
             Q.quantize_dynamic(str(prep), str(int8), weight_type=Q.QuantType.QInt8)
     sizes = {"fp32": (fp32_dir / FILES["onnx"]).stat().st_size, "int8": int8.stat().st_size}
-    card = {"source": src, "tag": f"{src['tag'] or src['arch']}-int8", "format": "onnx", "backend": backend,
+    card = {"source": src, "tag": f"{src['tag'] or src['arch']}-int8", "kind": "int8", "format": "onnx",
+            "backend": backend,
             "method": method, "calibration": {"rows": calib, "split": split} if method == "static" else None,
             "size_bytes": sizes, "size_ratio": sizes["int8"] / sizes["fp32"]}
     if measure:
         card.update(_measure(name, model, spec, fp32_dir / FILES["onnx"], int8, batch, threads))
     write_json(out / "deploy.json", card)
-    (out / "README.md").write_text(_readme(card))
+    deploy = {k: card[k] for k in ("kind", "backend", "method", "calibration", "size_bytes", "size_ratio")}
+    write_folder(out, model, deploy, card["metrics"]["int8"] if measure else None, _readme(card))
     shutil.rmtree(fp32_dir / "__pycache__", ignore_errors=True)
     return out
 
