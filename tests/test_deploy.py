@@ -230,3 +230,54 @@ def test_int8_cnn_folder_predicts(tmp_path, capsys):
     out = quantize("cnn.fashion_mnist", "static", calib=32, out_dir=tmp_path / "q", measure=False)
     assert main(["predict", str(out), "--out", str(tmp_path / "p")]) == 0
     assert (tmp_path / "p" / "predictions.csv").is_file()
+
+
+def test_calibration_never_reads_the_test_split(monkeypatch):
+    """Static int8 calibrates on the validation or training split; the test split (the card's metric) never."""
+    import zoo.engine.run as run
+    from zoo.deploy import quantize as Q
+
+    asked = []
+    evaluate = run.evaluate
+
+    def spy(name, **kw):
+        asked.append(kw.get("split", "test"))
+        return evaluate(name, **kw)
+
+    monkeypatch.setattr(run, "evaluate", spy)
+    assert "test" not in Q.CALIBRATION_SPLITS
+    split, inputs = Q.calibration_inputs("unet3d.mni152_tissue", 8)  # patch splits: the training patches
+    assert split in ("val", "train") and inputs[0][0].shape[1:] == (1, 32, 32, 32)
+    split, inputs = Q.calibration_inputs("cnn.fashion_mnist", 8)
+    assert split in ("val", "train") and inputs[0][0].shape[1:] == (1, 28, 28)
+    assert asked and "test" not in asked, asked
+
+
+def test_quantize_pt2e_cnn(tmp_path):
+    """--backend pt2e: torch.export + X86InductorQuantizer; a .pt2 folder <= 0.3x, loadable, accurate on a slice."""
+    pytest.importorskip("torchao", reason="the pt2e backend needs torchao: pip install 'zoo[deploy]'")
+    from zoo.deploy.quantize import calibration_inputs, quantize
+
+    out = quantize("cnn.fashion_mnist", "static", calib=64, backend="pt2e", out_dir=tmp_path / "q", measure=False)
+    card = json.loads((out / "config.json").read_text())
+    assert card["deploy"]["backend"] == "pt2e" and card["deploy"]["file"] == "model.pt2"
+    assert card["deploy"]["calibration"]["split"] in ("val", "train") and card["deploy"]["size_ratio"] <= 0.3
+    int8, fp32 = zoo.create(str(out), pretrained=True), zoo.create("cnn.fashion_mnist", pretrained=True)
+    x = calibration_inputs("cnn.fashion_mnist", 256)[1][0][0][:256]  # real images (not the test split)
+    with torch.no_grad():
+        agree = (int8(x).argmax(1) == fp32(x).argmax(1)).float().mean()
+    assert agree >= 0.98, agree
+    with pytest.raises(ValueError, match="backend must be one of onnxruntime, pt2e"):
+        quantize("cnn.fashion_mnist", backend="tflite")
+
+
+def test_pruned_folder_keeps_outputs_and_loads(tmp_path):
+    """zoo prune keeps the output layer whole (dqn's 2 actions; it has no `classifier`) and its folder loads."""
+    from zoo.deploy.prune import prune
+
+    out = prune("dqn.cartpole", 0.3, minutes=0.01, out_dir=tmp_path / "p", overrides=["data.eval_episodes=2"])
+    card = json.loads((out / "config.json").read_text())
+    assert card["tag"] == "dqn.cartpole-pruned" and card["deploy"]["kind"] == "pruned"
+    assert card["deploy"]["flops"]["removed"] > 0.3 and "return_mean" in card["metrics"]
+    model = zoo.create(str(out), pretrained=True)
+    assert model(torch.rand(3, 4)).shape == (3, 2) and model.pretrained_cfg["deploy"]["amount"] == 0.3

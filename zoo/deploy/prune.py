@@ -44,8 +44,11 @@ def prune_channels(model: nn.Module, amount: float, inputs: tuple) -> nn.Module:
         raise ValueError(f"prune amount must be in (0, 1), got {amount}")
     tp = need("torch_pruning")
     model = copy.deepcopy(model).eval()
-    keep = [m for name, m in model.named_modules()
-            if isinstance(m, nn.Linear | nn.Conv2d | nn.Conv3d) and name == getattr(model, "classifier", "head.fc")]
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv2d | nn.Conv3d)]
+    heads = getattr(model, "classifier", None) or ()
+    heads = (heads,) if isinstance(heads, str) else tuple(heads)
+    # the outputs are the model's contract (classes, actions): its head, else its last layer, keeps them all
+    keep = [m for name, m in layers if any(name == h or name.startswith(h + ".") for h in heads)] or [layers[-1][1]]
     pruner = tp.pruner.MetaPruner(model, inputs, importance=tp.importance.MagnitudeImportance(p=2),
                                   pruning_ratio=amount, ignored_layers=keep, global_pruning=False)
     pruner.step()
