@@ -196,3 +196,88 @@ def test_aoti_package_runs_from_cpp(tmp_path):
         x = graph_spec(model).example_inputs(3)[0]
         with torch.no_grad():
             torch.testing.assert_close(run_cpp(exe, out / "model.aoti.pt2", x), model(x), atol=1e-4, rtol=1e-4)
+
+
+def test_int8_folder_loads_like_weights(tmp_path, capsys):
+    """zoo quantize's folder: zoo.create(folder, pretrained=True) runs its ONNX model; zoo eval / predict take it."""
+    from zoo.deploy.quantize import quantize
+    from zoo.deploy.runtime import ExportedModel, OnnxModule
+    from zoo.weights import WeightsError
+
+    out = quantize("dqn.cartpole", "dynamic", out_dir=tmp_path / "q", measure=False)
+    card = json.loads((out / "config.json").read_text())
+    assert card["tag"] == "dqn.cartpole-int8" and card["deploy"]["kind"] == "int8"
+    assert card["deploy"]["method"] == "dynamic" and card["deploy"]["source"]["tag"] == "dqn.cartpole"
+    assert (out / "recipe.yaml").is_file() and "int8" in (out / "README.md").read_text()
+    model = zoo.create(str(out), pretrained=True)
+    assert isinstance(model, ExportedModel) and model.pretrained_cfg["tag"] == "dqn.cartpole-int8"
+    obs = torch.rand(5, 4)
+    torch.testing.assert_close(model(obs), OnnxModule(out / "model.onnx")(obs))
+    assert torch.equal(model.act(obs), model(obs).argmax(1))
+    assert main(["eval", str(out), "--episodes", "2", "--json"]) == 0
+    assert "return_mean" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    with pytest.raises(ValueError, match="deployment folder.*num_classes"):
+        zoo.create(str(out), pretrained=True, num_classes=3)
+    (out / "model.onnx").write_bytes((out / "model.onnx").read_bytes() + b"x")
+    with pytest.raises(WeightsError, match="sha256 mismatch"):
+        zoo.create(str(out), pretrained=True)
+
+
+def test_int8_cnn_folder_predicts(tmp_path, capsys):
+    """A static int8 cnn folder carries the source's samples and recipe: zoo predict runs it without an input."""
+    from zoo.deploy.quantize import quantize
+
+    out = quantize("cnn.fashion_mnist", "static", calib=32, out_dir=tmp_path / "q", measure=False)
+    assert main(["predict", str(out), "--out", str(tmp_path / "p")]) == 0
+    assert (tmp_path / "p" / "predictions.csv").is_file()
+
+
+def test_calibration_never_reads_the_test_split(monkeypatch):
+    """Static int8 calibrates on the validation or training split; the test split (the card's metric) never."""
+    import zoo.engine.run as run
+    from zoo.deploy import quantize as Q
+
+    asked = []
+    evaluate = run.evaluate
+
+    def spy(name, **kw):
+        asked.append(kw.get("split", "test"))
+        return evaluate(name, **kw)
+
+    monkeypatch.setattr(run, "evaluate", spy)
+    assert "test" not in Q.CALIBRATION_SPLITS
+    split, inputs = Q.calibration_inputs("unet3d.mni152_tissue", 8)  # patch splits: the training patches
+    assert split in ("val", "train") and inputs[0][0].shape[1:] == (1, 32, 32, 32)
+    split, inputs = Q.calibration_inputs("cnn.fashion_mnist", 8)
+    assert split in ("val", "train") and inputs[0][0].shape[1:] == (1, 28, 28)
+    assert asked and "test" not in asked, asked
+
+
+def test_quantize_pt2e_cnn(tmp_path):
+    """--backend pt2e: torch.export + X86InductorQuantizer; a .pt2 folder <= 0.3x, loadable, accurate on a slice."""
+    pytest.importorskip("torchao", reason="the pt2e backend needs torchao: pip install 'zoo[deploy]'")
+    from zoo.deploy.quantize import calibration_inputs, quantize
+
+    out = quantize("cnn.fashion_mnist", "static", calib=64, backend="pt2e", out_dir=tmp_path / "q", measure=False)
+    card = json.loads((out / "config.json").read_text())
+    assert card["deploy"]["backend"] == "pt2e" and card["deploy"]["file"] == "model.pt2"
+    assert card["deploy"]["calibration"]["split"] in ("val", "train") and card["deploy"]["size_ratio"] <= 0.3
+    int8, fp32 = zoo.create(str(out), pretrained=True), zoo.create("cnn.fashion_mnist", pretrained=True)
+    x = calibration_inputs("cnn.fashion_mnist", 256)[1][0][0][:256]  # real images (not the test split)
+    with torch.no_grad():
+        agree = (int8(x).argmax(1) == fp32(x).argmax(1)).float().mean()
+    assert agree >= 0.98, agree
+    with pytest.raises(ValueError, match="backend must be one of onnxruntime, pt2e"):
+        quantize("cnn.fashion_mnist", backend="tflite")
+
+
+def test_pruned_folder_keeps_outputs_and_loads(tmp_path):
+    """zoo prune keeps the output layer whole (dqn's 2 actions; it has no `classifier`) and its folder loads."""
+    from zoo.deploy.prune import prune
+
+    out = prune("dqn.cartpole", 0.3, minutes=0.01, out_dir=tmp_path / "p", overrides=["data.eval_episodes=2"])
+    card = json.loads((out / "config.json").read_text())
+    assert card["tag"] == "dqn.cartpole-pruned" and card["deploy"]["kind"] == "pruned"
+    assert card["deploy"]["flops"]["removed"] > 0.3 and "return_mean" in card["metrics"]
+    model = zoo.create(str(out), pretrained=True)
+    assert model(torch.rand(3, 4)).shape == (3, 2) and model.pretrained_cfg["deploy"]["amount"] == 0.3

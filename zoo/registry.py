@@ -264,6 +264,11 @@ def create(name: str, pretrained: bool | str | os.PathLike = False, *, num_class
                                 "labels": None, "tag": None, "source": f"{prefix}:{inner}"}
         return model.eval()
     arch, card, folder, by_tag = _source_of(name, pretrained)
+    if folder is not None and isinstance((card or {}).get("deploy"), dict):  # zoo quantize / zoo prune output
+        from .deploy.folder import load_folder
+
+        return load_folder(folder, card, trust_unverified=trust_unverified,
+                           changes={**kwargs, "num_classes": num_classes, "in_chans": in_chans})
     spec = get_spec(arch)
     args = dict((card or {}).get("model_args", {}))
     args.update(kwargs)

@@ -1,7 +1,7 @@
 """The deployment verbs of the `zoo` command; zoo.cli calls `add_commands(add)` once.
 
   zoo export NAME_OR_RUN --format onnx|pt2|torchscript|aoti [--opset N] [--no-dynamic-batch] --out DIR
-  zoo quantize NAME --method static|dynamic [--calib N] [--backend onnxruntime] [--out DIR]
+  zoo quantize NAME --method static|dynamic [--calib N] [--backend onnxruntime|pt2e] [--out DIR]
   zoo prune NAME --amount A [--minutes M] [--out DIR]
   zoo profile NAME [--batch B ...] [--trace DIR]
 """
@@ -83,11 +83,14 @@ def add_commands(add) -> None:
              "metric, speed and size")
     sp.add_argument("name", help="tag, weights folder or run dir")
     sp.add_argument("--method", required=True, choices=["static", "dynamic"])
-    sp.add_argument("--calib", type=int, default=512, help="calibration inputs for static (default 512)")
-    sp.add_argument("--backend", default="onnxruntime", choices=["onnxruntime"])
+    sp.add_argument("--calib", type=int, default=512, help="calibration inputs for static (default 512), from the "
+                    "validation split, else the training split; never the test split")
+    sp.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "pt2e"],  # quantize.BACKENDS
+                    help="onnxruntime: QDQ model.onnx (default); pt2e: torch.export + torchao's X86InductorQuantizer, "
+                    "model.pt2")
     sp.add_argument("--out", help="folder (default ./<tag>-int8)")
     sp.add_argument("--batch", type=int, default=64, help="batch size of the speed measurement")
-    sp.add_argument("--threads", type=int, default=2, help="onnxruntime threads of the speed measurement")
+    sp.add_argument("--threads", type=int, default=2, help="threads of the speed measurement")
 
     sp = add("prune", cmd_prune, "structured channel pruning (torch-pruning) + a recovery fine-tune, "
              "exported to ONNX with a card")

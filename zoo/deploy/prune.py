@@ -7,7 +7,8 @@ channels of lowest L2 magnitude until `amount` of the prunable channels are gone
 are kept. The pruned network is then trained for `minutes` with the weights' own recipe (its data,
 augmentation and optimiser; learning rate scaled by `lr_scale`), evaluated on the card's data, and
 exported to ONNX: its channel counts no longer follow the family's constructor arguments, so the deployable
-file is the result. The card gives FLOPs and parameters before and after, the metric, and the speed-up.
+file is the result. The folder loads like a weights folder (zoo.create, zoo eval, zoo predict: see
+zoo.deploy.folder); prune.json gives FLOPs and parameters before and after, the metric, and the speed-up.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import nn
 
 from ..utils import write_json
 from .exporter import export, load_model, source_info
+from .folder import write_folder
 from .graphs import graph_spec
 from .runtime import need
 
@@ -42,8 +44,11 @@ def prune_channels(model: nn.Module, amount: float, inputs: tuple) -> nn.Module:
         raise ValueError(f"prune amount must be in (0, 1), got {amount}")
     tp = need("torch_pruning")
     model = copy.deepcopy(model).eval()
-    keep = [m for name, m in model.named_modules()
-            if isinstance(m, nn.Linear | nn.Conv2d | nn.Conv3d) and name == getattr(model, "classifier", "head.fc")]
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv2d | nn.Conv3d)]
+    heads = getattr(model, "classifier", None) or ()
+    heads = (heads,) if isinstance(heads, str) else tuple(heads)
+    # the outputs are the model's contract (classes, actions): its head, else its last layer, keeps them all
+    keep = [m for name, m in layers if any(name == h or name.startswith(h + ".") for h in heads)] or [layers[-1][1]]
     pruner = tp.pruner.MetaPruner(model, inputs, importance=tp.importance.MagnitudeImportance(p=2),
                                   pruning_ratio=amount, ignored_layers=keep, global_pruning=False)
     pruner.step()
@@ -89,4 +94,11 @@ def prune(name: str, amount: float = 0.5, *, minutes: float = 5.0, out_dir: str 
             "rows_per_second_eager": speed, "speedup_eager": speed["pruned"] / speed["dense"],
             "speed_setting": {"batch": 64, "threads": torch.get_num_threads()}}
     write_json(out / "prune.json", card)
-    return out
+    deploy = {"kind": "pruned", "amount": amount, "flops": card["flops"], "params": card["params"],
+              "recovery": card["recovery"]}
+    readme = (f"# {card['tag']}\n\n{amount:.0%} of the channels of `{src['tag']}` removed (torch-pruning, L2), "
+              f"then {minutes:g} minutes of recovery: FLOPs {before[0]:,} -> {after[0]:,} "
+              f"({card['flops']['removed']:.1%} removed) per batch of 64, eager speed-up "
+              f"{card['speedup_eager']:.2f}x.\n\n" + "".join(f"- {k}: {v:.4f}\n" for k, v in metrics.items())
+              + "\n" + (out / "README.md").read_text())
+    return write_folder(out, model, deploy, metrics, readme)

@@ -1,14 +1,18 @@
-"""int8 quantization with onnxruntime: static (QDQ, calibrated) for conv nets, dynamic for Linear-heavy ones.
+"""int8 quantization: static (calibrated) for conv nets, dynamic for Linear-heavy ones, by onnxruntime (QDQ
+ONNX) or PT2E (torch.export + torchao's X86InductorQuantizer, a .pt2 program).
 
-    zoo quantize cnn.fashion_mnist --method static --calib 512      # -> cnn.fashion_mnist-int8/
+    zoo quantize cnn.fashion_mnist --method static --calib 512                   # -> cnn.fashion_mnist-int8/
+    zoo quantize cnn.fashion_mnist --method static --backend pt2e --out cnn-pt2e
 
-The folder holds model.onnx (int8), the fp32 export it came from is re-measured beside it, and the card
-(deploy.json + README.md) gives, measured in this run: the card's metric through the int8 and the fp32
-onnxruntime models, images (rows) per second of both at one batch size and thread count, and file sizes.
+The folder holds model.onnx (or model.pt2) in int8 and fp32/ (the fp32 export it came from, re-measured
+beside it); the card (config.json + deploy.json + README.md) gives, measured in this run: the card's
+metric through the int8 and the fp32 exports, rows per second of both at one batch size and thread count,
+and file sizes. The folder loads like a weights folder (zoo.create, zoo eval, zoo predict: zoo.deploy.folder).
 
-Calibration inputs are recorded, not invented: the task's own evaluation runs on the validation split
-(else the training split, else the evaluation split: see `calibration_inputs`) with a recorder standing in
-for the model, which keeps the first `calib` preprocessed inputs exactly as the model sees them and stops.
+Calibration inputs are recorded, not invented, and never come from the test split: the task's own
+evaluation runs on the validation split (else the training split; see `calibration_inputs`) with a
+recorder standing in for the model, which keeps the first `calib` preprocessed inputs exactly as the model
+sees them and stops.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from torch import nn
 
 from ..utils import write_json
 from .exporter import FILES, export, load_model, source_info
+from .folder import write_folder
 from .graphs import graph_spec
-from .runtime import ExportedModel, OnnxModule, need
+from .runtime import ExportedModel, load_exported, need
 
 METHODS = ("static", "dynamic")
-BACKENDS = ("onnxruntime",)
+BACKENDS = ("onnxruntime", "pt2e")
+CALIBRATION_SPLITS = ("val", "train")  # never "test": the card measures the int8 model there
 
 
 class _Enough(Exception):
@@ -53,12 +59,13 @@ class Recorder(nn.Module):
 
 def calibration_inputs(name: str, rows: int) -> tuple[str, list[tuple[torch.Tensor, ...]]]:
     """(split, the first `rows` inputs the model sees when its task evaluates that split): the validation
-    split, else the training split, else (where the task evaluates neither, e.g. unet3d's patch splits) the
-    evaluation split itself (inputs only: no label takes part in calibration)."""
+    split, else the training split; never the test split, whose metric the int8 card reports. Where the
+    task cannot evaluate a split (unet3d's training patches), its dataset's own batches (`get_batch`, the
+    patches training feeds the model) are taken instead. Inputs only: no label takes part in calibration."""
     from ..engine.run import evaluate
 
     reasons = []
-    for split in ("val", "train", "test"):
+    for split in CALIBRATION_SPLITS:
         rec = None
 
         def record(model):
@@ -72,10 +79,28 @@ def calibration_inputs(name: str, rows: int) -> tuple[str, list[tuple[torch.Tens
             pass
         except (ValueError, TypeError, AttributeError, KeyError) as e:  # no such split, or not evaluable
             reasons.append(f"{split}: {e}")
+            patches = _dataset_batches(name, split, rows)
+            if patches:
+                return split, patches
             continue
         if rec is not None and rec.inputs:
             return split, rec.inputs
-    raise RuntimeError(f"{name}: no split gave inputs to calibrate on ({'; '.join(reasons)})")
+    raise RuntimeError(f"{name}: neither the validation nor the training split gave inputs to calibrate on "
+                       f"({'; '.join(reasons)}); the test split is never used")
+
+
+def _dataset_batches(name: str, split: str, rows: int, size: int = 8) -> list[tuple[torch.Tensor]]:
+    """The first `rows` inputs of `split`'s dataset through its `get_batch` (batches of `size`), or []."""
+    from ..engine.run import load_for_eval, make_context, resolve_recipe
+
+    _, raw = load_for_eval(name)
+    recipe, task = resolve_recipe(raw)
+    ctx = make_context(recipe, task, run_dir=None, device="cpu", resume=False)
+    data = getattr(task.build_data(recipe["data"], ctx), split, None)
+    if data is None or not hasattr(data, "get_batch"):
+        return []
+    n = min(rows, len(data))
+    return [(data.get_batch(torch.arange(i, min(i + size, n)))["image"],) for i in range(0, n, size)]
 
 
 def throughput(runner, inputs: tuple, seconds: float = 3.0) -> float:
@@ -92,57 +117,101 @@ def throughput(runner, inputs: tuple, seconds: float = 3.0) -> float:
 def quantize(name: str, method: str = "static", *, calib: int = 512, backend: str = "onnxruntime",
              out_dir: str | os.PathLike | None = None, batch: int = 64, threads: int = 2,
              measure: bool = True) -> Path:
-    """Write `<tag>-int8/` (or `out_dir`) with the int8 ONNX model and a card that re-measures it; returns it.
+    """Write `<tag>-int8/` (or `out_dir`) with the int8 model and a card that re-measures it; returns it.
 
     Args:
         name: a tag, weights folder or run dir (its recipe says which data the metric is measured on).
-        method: "static" (activations calibrated on `calib` recorded inputs, QDQ, per-channel weights) or
+        method: "static" (activations calibrated on `calib` recorded inputs, per-channel weights) or
             "dynamic" (weights int8, activations quantized on the fly: for Linear-heavy models).
-        backend: "onnxruntime" (PT2E is not implemented here: see docs/deploy.md).
-        batch, threads: the batch size and onnxruntime threads of the speed measurement.
+        calib: calibration inputs for static (from the validation or training split, never the test split).
+        backend: "onnxruntime" (QDQ ONNX, `model.onnx`) or "pt2e" (torch.export + PT2E with torchao's
+            X86InductorQuantizer, `model.pt2`; needs torchao).
+        batch, threads: the batch size and threads of the speed measurement.
         measure: False skips the metric and speed (the card then says so).
     """
     if method not in METHODS:
         raise ValueError(f"quantize method must be one of {', '.join(METHODS)}, got {method!r}")
     if backend not in BACKENDS:
-        raise ValueError(f"quantize backend must be one of {', '.join(BACKENDS)}, got {backend!r} "
-                         "(pt2e is not implemented yet)")
+        raise ValueError(f"quantize backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if calib < 1:
         raise ValueError(f"--calib must be >= 1, got {calib}")
-    need("onnxruntime")
-    from onnxruntime import quantization as Q
-
+    need("onnxruntime" if backend == "onnxruntime" else "torchao")
     model = load_model(name)
     src = source_info(model)
     spec = graph_spec(model)
     out = Path(out_dir or f"{src['tag'] or src['arch']}-int8")
     out.mkdir(parents=True, exist_ok=True)
-    fp32_dir = out / "fp32"
-    export(model, "onnx", fp32_dir)
-    int8 = out / FILES["onnx"]
-    split = None
+    fmt = "onnx" if backend == "onnxruntime" else "pt2"
+    fp32, int8 = out / "fp32" / FILES[fmt], out / FILES[fmt]
+    export(model, fmt, fp32.parent)
+    split, inputs = calibration_inputs(name, calib) if method == "static" else (None, [])
+    (_onnxruntime if backend == "onnxruntime" else _pt2e)(spec, method, inputs, fp32, int8)
+    sizes = {"fp32": fp32.stat().st_size, "int8": int8.stat().st_size}
+    card = {"source": src, "tag": f"{src['tag'] or src['arch']}-int8", "kind": "int8", "format": fmt,
+            "backend": backend,
+            "method": method, "calibration": {"rows": calib, "split": split} if method == "static" else None,
+            "size_bytes": sizes, "size_ratio": sizes["int8"] / sizes["fp32"]}
+    if measure:
+        card.update(_measure(name, model, spec, fp32, int8, batch, threads))
+    write_json(out / "deploy.json", card)
+    deploy = {k: card[k] for k in ("kind", "backend", "method", "calibration", "size_bytes", "size_ratio")}
+    write_folder(out, model, deploy, card["metrics"]["int8"] if measure else None, _readme(card), file=int8.name)
+    shutil.rmtree(fp32.parent / "__pycache__", ignore_errors=True)
+    return out
+
+
+def _onnxruntime(spec, method: str, inputs: list, fp32: Path, int8: Path) -> None:
+    """onnxruntime QDQ static (per-channel int8 weights, uint8 min-max activations) or dynamic int8."""
+    from onnxruntime import quantization as Q
+
     with tempfile.TemporaryDirectory() as tmp:
         prep = Path(tmp) / "prep.onnx"
-        Q.quant_pre_process(str(fp32_dir / FILES["onnx"]), str(prep), skip_symbolic_shape=True)
+        Q.quant_pre_process(str(fp32), str(prep), skip_symbolic_shape=True)
         if method == "static":
-            split, inputs = calibration_inputs(name, calib)
             feeds = [dict(zip(spec.input_names, (x.numpy() for x in xs))) for xs in inputs]
-            reader = _Reader(feeds)
-            Q.quantize_static(str(prep), str(int8), reader, quant_format=Q.QuantFormat.QDQ, per_channel=True,
+            Q.quantize_static(str(prep), str(int8), _Reader(feeds), quant_format=Q.QuantFormat.QDQ, per_channel=True,
                               activation_type=Q.QuantType.QUInt8, weight_type=Q.QuantType.QInt8,
                               calibrate_method=Q.CalibrationMethod.MinMax)
         else:
             Q.quantize_dynamic(str(prep), str(int8), weight_type=Q.QuantType.QInt8)
-    sizes = {"fp32": (fp32_dir / FILES["onnx"]).stat().st_size, "int8": int8.stat().st_size}
-    card = {"source": src, "tag": f"{src['tag'] or src['arch']}-int8", "format": "onnx", "backend": backend,
-            "method": method, "calibration": {"rows": calib, "split": split} if method == "static" else None,
-            "size_bytes": sizes, "size_ratio": sizes["int8"] / sizes["fp32"]}
-    if measure:
-        card.update(_measure(name, model, spec, fp32_dir / FILES["onnx"], int8, batch, threads))
-    write_json(out / "deploy.json", card)
-    (out / "README.md").write_text(_readme(card))
-    shutil.rmtree(fp32_dir / "__pycache__", ignore_errors=True)
-    return out
+
+
+def _pt2e(spec, method: str, inputs: list, fp32: Path, int8: Path) -> None:
+    """torch.export -> prepare_pt2e(X86InductorQuantizer) -> calibrate -> convert_pt2e -> torch.export.save.
+
+    The saved program holds int8 weights with quantize/dequantize ops around each quantized op: exact int8
+    numerics when run as it is, int8 kernels once torch.compile / AOTInductor fuse those patterns."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as X86
+
+    from .exporter import _dims
+
+    example = spec.example_inputs(2)
+    graph = torch.export.export(spec.module, example, dynamic_shapes=_dims(spec, True)).module()
+    quantizer = X86.X86InductorQuantizer().set_global(
+        X86.get_default_x86_inductor_quantization_config(is_dynamic=method == "dynamic"))
+    prepared = prepare_pt2e(graph, quantizer)
+    with torch.no_grad():
+        for xs in _batches(inputs) if method == "static" else [example]:
+            prepared(*xs)
+    converted = convert_pt2e(prepared)
+    used = {n.target for n in converted.graph.nodes if n.op == "get_attr"}
+    for key, _ in [*converted.named_parameters(), *converted.named_buffers()]:
+        if key not in used:  # the fp32 weights the int8 ones replaced: kept, they would double the file
+            owner, _, attr = key.rpartition(".")
+            delattr(converted.get_submodule(owner) if owner else converted, attr)
+    program = torch.export.export(converted, example, dynamic_shapes=_dims(spec, True))
+    torch.export.save(program, str(int8))
+
+
+def _batches(inputs: list[tuple], size: int = 32) -> list[tuple]:
+    """The recorded inputs re-cut into batches of `size` (the exported graph's batch axis is >= 2)."""
+    joined = [torch.cat(parts) for parts in zip(*inputs)]
+    n = len(joined[0])
+    cuts = [(i, min(i + size, n)) for i in range(0, n, size)]
+    if len(cuts) > 1 and cuts[-1][1] - cuts[-1][0] < 2:  # a last batch of one joins the one before
+        cuts[-2:] = [(cuts[-2][0], n)]
+    return [tuple(x[a:b] for x in joined) for a, b in cuts]
 
 
 class _Reader:
@@ -156,18 +225,20 @@ class _Reader:
 
 
 def _measure(name, model, spec, fp32: Path, int8: Path, batch: int, threads: int) -> dict:
-    """The card's metric through both onnxruntime models, and their rows/s at `batch` on `threads` threads."""
+    """The card's metric through the fp32 and int8 exports, and their rows/s at `batch` on `threads` threads."""
     from ..engine.run import evaluate
 
+    torch.set_num_threads(threads)  # the .pt2 programs run on torch's threads, the ONNX ones on onnxruntime's
+
     def through(path):
-        return lambda m: ExportedModel(m, OnnxModule(path, threads), spec.output_names, spec.dict_outputs)
+        return lambda m: ExportedModel(m, load_exported(path, threads), spec.output_names, spec.dict_outputs)
 
     metrics = {"fp32": evaluate(name, model=through(fp32)), "int8": evaluate(name, model=through(int8))}
     x = spec.example_inputs(batch)
-    speed = {k: throughput(OnnxModule(p, threads), x) for k, p in (("fp32", fp32), ("int8", int8))}
+    speed = {k: throughput(load_exported(p, threads), x) for k, p in (("fp32", fp32), ("int8", int8))}
     with torch.no_grad():
-        speed["eager_fp32"] = throughput(model, x)
-    return {"metrics": metrics, "rows_per_second": speed, "speedup_vs_fp32_onnxruntime": speed["int8"] / speed["fp32"],
+        speed["eager_fp32"] = throughput(spec.module, x)
+    return {"metrics": metrics, "rows_per_second": speed, "speedup_vs_fp32_export": speed["int8"] / speed["fp32"],
             "speed_setting": {"batch": batch, "threads": threads, "eager_threads": torch.get_num_threads()}}
 
 
@@ -175,13 +246,15 @@ def _readme(card: dict) -> str:
     lines = [f"# {card['tag']}", "",
              f"{card['method']} int8 ({card['backend']}) of `{card['source']['tag']}` "
              f"(weights sha256 `{card['source']['sha256']}`).", "",
-             f"- size: {card['size_bytes']['int8']:,} bytes, {card['size_ratio']:.2f}x the fp32 ONNX model"]
+             f"- size: {card['size_bytes']['int8']:,} bytes, {card['size_ratio']:.2f}x the fp32 {card['format']} model",
+             f"- calibration: {card['calibration']}"]
     if "metrics" in card:
         for key, value in card["metrics"]["int8"].items():
             lines.append(f"- {key}: {value:.4f} int8 vs {card['metrics']['fp32'][key]:.4f} fp32")
         s, cfg = card["rows_per_second"], card["speed_setting"]
-        lines.append(f"- speed (batch {cfg['batch']}, {cfg['threads']} onnxruntime threads): {s['int8']:.0f} rows/s "
-                     f"int8 vs {s['fp32']:.0f} fp32 onnxruntime ({card['speedup_vs_fp32_onnxruntime']:.2f}x) "
+        runtime = "onnxruntime" if card["format"] == "onnx" else "torch.export (no torch.compile)"
+        lines.append(f"- speed (batch {cfg['batch']}, {cfg['threads']} threads): {s['int8']:.0f} rows/s "
+                     f"int8 vs {s['fp32']:.0f} fp32 {runtime} ({card['speedup_vs_fp32_export']:.2f}x) "
                      f"vs {s['eager_fp32']:.0f} eager PyTorch")
     else:
         lines.append("- metric and speed: not measured (measure=False)")

@@ -84,12 +84,19 @@ class ExportedModel(nn.Module):
     `unet3d.segment` tiles a volume through the export and `dqn.act` picks actions with it.
     """
 
+    runs_on_cpu = True  # zoo eval measures it on the CPU (onnxruntime's CPU provider, torch.export on CPU)
+
     def __init__(self, model: nn.Module, runner: nn.Module, output_names: list[str], dict_outputs: bool):
         super().__init__()
         object.__setattr__(self, "_model", model)  # not a submodule: its parameters are not what runs
         self.runner, self.output_names, self.dict_outputs = runner, output_names, dict_outputs
         # code that asks `next(model.parameters()).device` learns that the export runs on the CPU
         self.device_anchor = nn.Parameter(torch.zeros(0), requires_grad=False)
+
+    def train(self, mode: bool = True):
+        """Only the flag: an export has no training mode (a .pt2 program refuses train() and eval())."""
+        self.training = mode
+        return self
 
     def forward(self, *inputs):
         # exported graphs take dense tensors (gcn's sparse node features included)

@@ -233,7 +233,7 @@ def evaluate(name_or_run: str, *, data: str | None = None, overrides=(), device:
     recipe, task = resolve_recipe(raw)
     if data:  # the task says how its recipe points at a user's data (the same hook `zoo finetune --data` uses)
         recipe, task = resolve_recipe(R.apply_overrides(raw, task.finetune_overrides(data)))
-    on_cpu = runtime or model is not None
+    on_cpu = runtime or model is not None or getattr(loaded, "runs_on_cpu", False)  # an int8 / pruned folder
     ctx = make_context(recipe, task, run_dir=None, device="cpu" if on_cpu else device, resume=False)
     ds = task.build_data(recipe["data"], ctx)
     order = {"test": [ds.test, ds.val], "val": [ds.val], "train": [ds.train]}[split]
