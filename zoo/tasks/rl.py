@@ -44,8 +44,8 @@ import torch
 import torch.nn.functional as F
 
 from zoo.data.envs import EnvSource, env_source, is_atari
+from zoo.engine.loop import Loop
 from zoo.engine.optim import build_optimizer, build_scheduler
-from zoo.engine.state import rng_state, set_rng_state
 from zoo.recipes import NUM, PROB
 from zoo.recipes import F as Field
 from zoo.tasks.base import Data, Task
@@ -309,10 +309,12 @@ class RLTask(Task):
 
     # ----------------------------------------------------------------- training
     def fit(self, model, data: Data, ctx) -> dict:
+        """DQN's steps (collect, update, evaluate) run by the engine's `Loop`, which owns the position in env
+        steps, checkpoints, best weights, the deadline and the logs."""
         cfg, tcfg = ctx.recipe["data"], ctx.recipe["train"]
         algo = cfg["algo"]
         src: EnvSource = data.train
-        device, trainer = ctx.device, ctx.trainer
+        device = ctx.device
         num_envs, total, batch = cfg["num_envs"], algo["total_steps"], tcfg["batch_size"]
         model.to(device).train()
         target = copy.deepcopy(model).eval().requires_grad_(False)
@@ -324,47 +326,39 @@ class RLTask(Task):
         gen = torch.Generator().manual_seed(tcfg["seed"])
         envs = src.make_vector(num_envs, asynchronous=cfg["vector"] == "async")
         snapshots = cfg["vector"] == "sync" and _env_snapshot_works(src)
-        pos = {"step": 0, "updates": 0, "episodes": 0, "since_update": 0, "elapsed": 0.0, "update_seconds": 0.0,
-               "best": None, "evals": 0, "stopped_early": False}
-        ep_ret, ep_len = np.zeros(num_envs), np.zeros(num_envs, dtype=np.int64)
-        curve: list[list[float]] = []
-        best_state = None
-        ckpt = trainer.restore("last")
+        loop = Loop(ctx, total=total, unit="env steps", log_every=tcfg["log_every"],
+                    eval_every=algo["eval_every"], ckpt_every=tcfg["ckpt_every"] or max(num_envs, total // 10),
+                    ckpt_min_seconds=tcfg["ckpt_min_seconds"], stop_at=algo["stop_return"],
+                    position={"updates": 0, "episodes": 0, "since_update": 0, "update_seconds": 0.0})
+        pos = loop.pos
+        run = {"envs": envs, "ep_ret": np.zeros(num_envs), "ep_len": np.zeros(num_envs, dtype=np.int64),
+               "curve": [], "losses": [], "qs": [], "finished": []}
+        ckpt = loop.restore()
         if ckpt is None:
-            obs, _ = envs.reset(seed=tcfg["seed"])
+            run["obs"], _ = envs.reset(seed=tcfg["seed"])
         else:
             model.load_state_dict(ckpt["model"])
             target.load_state_dict(ckpt["target"])
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
-            pos, curve, best_state = ckpt["position"], ckpt["curve"], ckpt["best_model"]
+            run["curve"] = ckpt["curve"]
             gen.set_state(ckpt["generator"])
-            set_rng_state(ckpt["rng"])
             if ckpt["buffer"] is not None:
                 buffer.load_state_dict(ckpt["buffer"])
             if ckpt["envs"] is not None:
                 envs.close()
-                envs = pickle.loads(ckpt["envs"].numpy().tobytes())
-                obs = ckpt["obs"].numpy()
-                ep_ret, ep_len = ckpt["ep_ret"].numpy().copy(), ckpt["ep_len"].numpy().copy()
+                run["envs"] = pickle.loads(ckpt["envs"].numpy().tobytes())
+                run["obs"] = ckpt["obs"].numpy()
+                run["ep_ret"], run["ep_len"] = ckpt["ep_ret"].numpy().copy(), ckpt["ep_len"].numpy().copy()
             else:  # the interrupted episodes cannot be rebuilt: start new ones, seeded by the step count
-                obs, _ = envs.reset(seed=tcfg["seed"] + 7919 * pos["step"])
-
-        def checkpoint() -> None:
-            trainer.save("last", {
-                "model": model.state_dict(), "target": target.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "position": dict(pos), "curve": curve, "best_model": best_state,
-                "generator": gen.get_state(), "rng": rng_state(),
-                "buffer": buffer.state_dict() if algo["save_buffer"] else None,
-                "envs": torch.frombuffer(bytearray(pickle.dumps(envs)), dtype=torch.uint8) if snapshots else None,
-                "obs": torch.from_numpy(np.asarray(obs).copy()), "ep_ret": torch.from_numpy(ep_ret.copy()),
-                "ep_len": torch.from_numpy(ep_len.copy())})
+                run["obs"], _ = envs.reset(seed=tcfg["seed"] + 7919 * pos["step"])
 
         def epsilon(step: int) -> float:
             decay = max(1.0, algo["eps_fraction"] * total)
             return algo["eps_end"] + (algo["eps_start"] - algo["eps_end"]) * max(0.0, 1.0 - step / decay)
 
-        def update() -> tuple[torch.Tensor, torch.Tensor]:
+        def update() -> None:
+            """One TD update on a replay minibatch, then the target network's copy or Polyak step."""
             o, a, ret, nxt, disc = buffer.sample(batch, algo["n_step"], algo["gamma"], gen)
             o, a, ret, nxt, disc = (x.to(device, non_blocking=True) for x in (o, a, ret, nxt, disc))
             o, nxt = o.float(), nxt.float()
@@ -393,21 +387,14 @@ class RLTask(Task):
                         tp.lerp_(p, algo["tau"])
             elif pos["updates"] % algo["target_update"] == 0:
                 target.load_state_dict(model.state_dict())
-            return loss.detach(), q.detach().mean()
+            run["losses"].append(loss.detach())
+            run["qs"].append(q.detach().mean())
 
-        log_every, ckpt_every = tcfg["log_every"], tcfg["ckpt_every"] or max(num_envs, total // 10)
-        next_log = (pos["step"] // log_every + 1) * log_every
-        next_ckpt = (pos["step"] // ckpt_every + 1) * ckpt_every
-        eval_every = algo["eval_every"]
-        next_eval = (pos["step"] // eval_every + 1) * eval_every if eval_every else math.inf
-        start = time.monotonic() - pos["elapsed"]
-        deadline = start + 60 * tcfg["max_minutes"] if tcfg["max_minutes"] else None  # counted across a resume
-        losses, qs, finished = [], [], []
-        t_log, steps_log, updates_log = time.perf_counter(), pos["step"], pos["updates"]
-        bar = trainer.progress(total, min(pos["step"], total), desc="env steps")
-        while pos["step"] < total:
+        def step() -> int:
+            """Every env takes an epsilon-greedy action into the replay buffer; then the due rounds of updates."""
+            obs = run["obs"]
             actions = model.act(obs, epsilon(pos["step"]), gen).cpu().numpy()
-            next_obs, rewards, term, trunc, info = envs.step(actions)
+            next_obs, rewards, term, trunc, info = run["envs"].step(actions)
             done = term | trunc
             stored_next = next_obs
             if done.any():  # same-step autoreset: next_obs already starts the next episode there
@@ -416,74 +403,69 @@ class RLTask(Task):
                     stored_next[i] = info["final_obs"][i]
             learn_r = np.sign(rewards) if algo["reward_clip"] else rewards
             buffer.add(obs, actions, learn_r.astype(np.float32), stored_next, term, done)
+            ep_ret, ep_len = run["ep_ret"], run["ep_len"]
             ep_ret += rewards
             ep_len += 1
             for i in np.flatnonzero(done):
-                finished.append(float(ep_ret[i]))
+                run["finished"].append(float(ep_ret[i]))
                 ep_ret[i], ep_len[i] = 0.0, 0
             pos["episodes"] += int(done.sum())
-            obs = next_obs
-            pos["step"] += num_envs
-            bar.update(num_envs)
-            if pos["step"] >= algo["learning_starts"] and buffer.can_sample(algo["n_step"]):
+            run["obs"] = next_obs
+            if pos["step"] + num_envs >= algo["learning_starts"] and buffer.can_sample(algo["n_step"]):
                 pos["since_update"] += num_envs
                 t_update = time.perf_counter()
                 while pos["since_update"] >= algo["train_every"]:
                     pos["since_update"] -= algo["train_every"]
                     for _ in range(algo["gradient_steps"]):
-                        loss, q = update()
-                        losses.append(loss)
-                        qs.append(q)
+                        update()
                 pos["update_seconds"] += time.perf_counter() - t_update
-            if pos["step"] >= next_log or pos["step"] >= total:
-                next_log += log_every
-                now = time.perf_counter()
-                rec = {"step": pos["step"], "updates": pos["updates"], "episodes": pos["episodes"],
-                       "epsilon": epsilon(pos["step"]), "lr": opt.param_groups[0]["lr"],
-                       "steps_per_s": (pos["step"] - steps_log) / max(1e-9, now - t_log),
-                       "updates_per_s": (pos["updates"] - updates_log) / max(1e-9, now - t_log)}
-                if losses:
-                    rec["loss"] = float(torch.stack(losses).mean())
-                    rec["q_mean"] = float(torch.stack(qs).mean())
-                if finished:
-                    rec["return_mean"] = float(np.mean(finished))
-                    curve.append([pos["step"], rec["return_mean"]])
-                trainer.log(rec)
-                bar.set_postfix(ret=f"{rec.get('return_mean', float('nan')):.1f}", eps=f"{rec['epsilon']:.2f}")
-                losses, qs, finished = [], [], []
-                t_log, steps_log, updates_log = now, pos["step"], pos["updates"]
-            stop = False
-            if pos["step"] >= next_eval:
-                next_eval += eval_every
-                m = run_episodes(model, src, algo["eval_episodes"], cfg["eval_seed"] + 10_007 * (pos["evals"] + 1),
-                                 cfg["eval_epsilon"], cfg["eval_num_envs"])
-                pos["evals"] += 1
-                trainer.log({"step": pos["step"], "split": "val", **m})
-                if pos["best"] is None or m["return_mean"] > pos["best"]:
-                    pos["best"] = m["return_mean"]
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                    trainer.save("best", {"model": best_state, "metrics": m, "step": pos["step"]})
-                if algo["stop_return"] is not None and m["return_mean"] >= algo["stop_return"]:
-                    stop = pos["stopped_early"] = True
-            pos["elapsed"] = time.monotonic() - start
-            if stop or (deadline and time.monotonic() > deadline):
-                checkpoint()
-                break
-            if pos["step"] >= next_ckpt or pos["step"] >= total:
-                next_ckpt += ckpt_every
-                checkpoint()
-        bar.close()
-        envs.close()
-        if algo["keep_best"] and best_state is not None:
-            model.load_state_dict(best_state)
-        data.info["return_curve"] = _thin(curve, 100)
+            return num_envs
+
+        rates = {"t": time.perf_counter(), "step": pos["step"], "updates": pos["updates"]}
+
+        def record() -> dict:
+            now = time.perf_counter()
+            rec = {"step": pos["step"], "updates": pos["updates"], "episodes": pos["episodes"],
+                   "epsilon": epsilon(pos["step"]), "lr": opt.param_groups[0]["lr"],
+                   "steps_per_s": (pos["step"] - rates["step"]) / max(1e-9, now - rates["t"]),
+                   "updates_per_s": (pos["updates"] - rates["updates"]) / max(1e-9, now - rates["t"])}
+            if run["losses"]:
+                rec["loss"] = float(torch.stack(run["losses"]).mean())
+                rec["q_mean"] = float(torch.stack(run["qs"]).mean())
+            if run["finished"]:
+                rec["return_mean"] = float(np.mean(run["finished"]))
+                run["curve"].append([pos["step"], rec["return_mean"]])
+            loop.show(ret=f"{rec.get('return_mean', float('nan')):.1f}", eps=f"{rec['epsilon']:.2f}")
+            run.update(losses=[], qs=[], finished=[])
+            rates.update(t=now, step=pos["step"], updates=pos["updates"])
+            return rec
+
+        def evaluate() -> dict:
+            """Greedy episodes on seeds apart from the final evaluation's, new ones each time."""
+            return run_episodes(model, src, algo["eval_episodes"], cfg["eval_seed"] + 10_007 * (pos["evals"] + 1),
+                                cfg["eval_epsilon"], cfg["eval_num_envs"])
+
+        def state() -> dict:
+            return {"model": model.state_dict(), "target": target.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "curve": run["curve"], "generator": gen.get_state(),
+                    "buffer": buffer.state_dict() if algo["save_buffer"] else None,
+                    "envs": torch.frombuffer(bytearray(pickle.dumps(run["envs"])), dtype=torch.uint8)
+                    if snapshots else None,
+                    "obs": torch.from_numpy(np.asarray(run["obs"]).copy()),
+                    "ep_ret": torch.from_numpy(run["ep_ret"].copy()), "ep_len": torch.from_numpy(run["ep_len"].copy())}
+
+        info = loop.run(step, state=state, record=record, evaluate=evaluate if algo["eval_every"] else None,
+                        keep=model)
+        run["envs"].close()
+        if algo["keep_best"]:
+            loop.load_best(model)
+        data.info["return_curve"] = _thin(run["curve"], 100)
         logged = _logged_curves(ctx.run_dir / "metrics.jsonl") if ctx.run_dir else None  # resumed runs too
         if logged and logged["val"]:
             data.info["eval_curve"] = _thin(logged["val"], 100)
-        return {"train_seconds": pos["elapsed"], "update_seconds": pos["update_seconds"],
-                "env_steps": pos["step"], "updates": pos["updates"],
-                "episodes": pos["episodes"], "best_eval_return": pos["best"], "stopped_early": pos["stopped_early"],
-                "env_snapshots": snapshots}
+        return {**info, "update_seconds": pos["update_seconds"], "env_steps": pos["step"], "updates": pos["updates"],
+                "episodes": pos["episodes"], "best_eval_return": pos["best"],
+                "stopped_early": pos["stopped_by"] == "stop_at", "env_snapshots": snapshots}
 
     def evaluate(self, model, dataset: EvalEnvs, ctx) -> dict[str, float]:
         return run_episodes(model, dataset.source, dataset.episodes, dataset.seed, dataset.epsilon, dataset.num_envs)
