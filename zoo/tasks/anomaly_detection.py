@@ -76,6 +76,9 @@ class AnomalyDetection(Task):
     # a handful of images: the smoke test fits and evaluates every recipe in seconds
     smoke_overrides = ("data.n_train=6", "data.n_test=2", "train.batch_size=4")
     smoke_loss_decreases = False  # nothing is trained by a loss
+    # one pass over the data, no optimiser: of the engine's sections only these train keys mean anything here
+    ENGINE_KEYS = {"train": ("batch_size", "eval_batch_size", "seed", "deterministic", "device", "threads"),
+                   "optim": (), "schedule": ()}
 
     # ----------------------------------------------------------------- data
     def build_data(self, cfg: dict, ctx) -> Data:

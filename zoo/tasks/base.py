@@ -65,9 +65,17 @@ class Task:
     mode: str = "min"  # "max" when higher main_metric is better
     DATA_SCHEMA: dict | None = None  # schema of the recipe's data section (zoo.recipes.F fields)
     AUGMENT_SCHEMA: dict | None = None
+    # engine sections this task uses only in part: {"train": (keys it reads), "optim": ()}; other keys are refused
+    ENGINE_KEYS: dict[str, tuple[str, ...]] = {}
+    MOVED: dict[str, str] = {}  # {old key path: new one}: refused with where the key lives now
     # overrides that make any of this task's recipes run a few steps in seconds (the CI smoke test)
     smoke_overrides: tuple[str, ...] = ("train.max_steps=4", "train.log_every=1")
     smoke_loss_decreases: bool = True  # the smoke test checks the loss went down over those steps
+
+    def sections(self) -> dict[str, dict | None]:
+        """The recipe sections this task owns, with their schemas (None: any mapping): data, and augment where
+        the task has an `AUGMENT_SCHEMA`; a task with its own hyper-parameters adds a section (dqn's `algo`)."""
+        return {"data": self.DATA_SCHEMA, **({"augment": self.AUGMENT_SCHEMA} if self.AUGMENT_SCHEMA else {})}
 
     # ----------------------------------------------------------------- data and model
     def build_data(self, cfg: dict, ctx) -> Data:

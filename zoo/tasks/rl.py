@@ -15,13 +15,14 @@ Terminated vs truncated: an episode that *terminated* (the MDP ended) has no val
 step, so its TD target is r alone; one that was *truncated* (a time limit) still bootstraps from
 its final observation, which same-step autoreset hands over in info["final_obs"].
 
-Recipe: the engine sections hold what they already mean here (optim.lr, schedule, train.batch_size,
-train.grad_clip, train.seed, train.threads, train.max_minutes, train.log_every and train.ckpt_every
-in env steps). The environment and evaluation protocol are in `data`, the algorithm's
-hyper-parameters in `data.algo` (the recipe schema has no task-owned "algo" section).
+Recipe: the engine sections hold what they already mean here (optim, schedule, and of train only
+`RLTask.ENGINE_KEYS["train"]`: batch_size, grad_clip, seed, threads, max_minutes, and log_every /
+ckpt_every in env steps; any other train key, such as epochs or ema, is refused). The environment and
+evaluation protocol are in `data`, the algorithm's hyper-parameters in the task's own `algo` section
+(`data.algo` before: refused with a pointer to `algo`).
 
 Resume (`zoo train --resume RUN`): the checkpoint holds the online and target networks, optimiser,
-scheduler, counters, the replay buffer (unless `data.algo.save_buffer: false`), the exploration
+scheduler, counters, the replay buffer (unless `algo.save_buffer: false`), the exploration
 generator, the global RNGs, the episode statistics and the current observations. When the vector
 env survives a pickle round trip (classic control, MinAtar: checked at start-up), a snapshot of it
 (simulator state and env RNGs) is stored too, and a resumed run is bit-identical to an unbroken
@@ -225,21 +226,20 @@ def _env_snapshot_works(source: EnvSource) -> bool:
         return False
 
 
-def _check_config(cfg: dict, batch_size: int) -> None:
-    algo = cfg["algo"]
+def _check_config(cfg: dict, algo: dict, batch_size: int) -> None:
     checks = [
         (cfg["num_envs"] >= 1, "data.num_envs must be >= 1"),
-        (algo["total_steps"] >= 1, "data.algo.total_steps must be >= 1"),
-        (algo["n_step"] >= 1, "data.algo.n_step must be >= 1"),
-        (algo["train_every"] >= 1, "data.algo.train_every must be >= 1"),
-        (algo["gradient_steps"] >= 1, "data.algo.gradient_steps must be >= 1"),
-        (algo["target_update"] >= 1, "data.algo.target_update must be >= 1"),
-        (0.0 < algo["tau"] <= 1.0, f"data.algo.tau must be in (0, 1], got {algo['tau']}"),
-        (0.0 <= algo["gamma"] <= 1.0, f"data.algo.gamma must be in [0, 1], got {algo['gamma']}"),
-        (algo["loss"] in LOSSES, f"data.algo.loss must be one of {LOSSES}, got {algo['loss']!r}"),
+        (algo["total_steps"] >= 1, "algo.total_steps must be >= 1"),
+        (algo["n_step"] >= 1, "algo.n_step must be >= 1"),
+        (algo["train_every"] >= 1, "algo.train_every must be >= 1"),
+        (algo["gradient_steps"] >= 1, "algo.gradient_steps must be >= 1"),
+        (algo["target_update"] >= 1, "algo.target_update must be >= 1"),
+        (0.0 < algo["tau"] <= 1.0, f"algo.tau must be in (0, 1], got {algo['tau']}"),
+        (0.0 <= algo["gamma"] <= 1.0, f"algo.gamma must be in [0, 1], got {algo['gamma']}"),
+        (algo["loss"] in LOSSES, f"algo.loss must be one of {LOSSES}, got {algo['loss']!r}"),
         (cfg["vector"] in ("sync", "async"), f"data.vector must be sync or async, got {cfg['vector']!r}"),
         (algo["buffer_size"] >= 2 * cfg["num_envs"] * algo["n_step"],
-         "data.algo.buffer_size must hold at least 2 * num_envs * n_step transitions"),
+         "algo.buffer_size must hold at least 2 * num_envs * n_step transitions"),
         (batch_size >= 1, "train.batch_size must be >= 1"),
     ]
     for ok, msg in checks:
@@ -261,16 +261,21 @@ class RLTask(Task):
         "eval_seed": Field(int, 1_000_000, "seed of the evaluation episodes (apart from training seeds)"),
         "eval_epsilon": Field(NUM, 0.0, "exploration during evaluation (0.05 is usual on Atari)", **PROB),
         "eval_num_envs": Field(int, 10, "vectorised evaluation envs", ge=1),
-        "algo": ALGO_SCHEMA,
     }
-    smoke_overrides = ("data.algo.total_steps=64", "data.algo.learning_starts=32", "data.algo.buffer_size=256",
-                       "data.algo.eval_every=0", "data.num_envs=2", "data.eval_episodes=1",
-                       "data.eval_num_envs=1", "train.log_every=16", "train.ckpt_every=32")
+    ENGINE_KEYS = {"train": ("batch_size", "grad_clip", "amp", "seed", "deterministic", "device", "threads",
+                             "log_every", "ckpt_every", "ckpt_min_seconds", "max_minutes")}
+    MOVED = {"data.algo": "algo"}
+    smoke_overrides = ("algo.total_steps=64", "algo.learning_starts=32", "algo.buffer_size=256", "algo.eval_every=0",
+                       "data.num_envs=2", "data.eval_episodes=1", "data.eval_num_envs=1", "train.log_every=16", "train.ckpt_every=32")
     smoke_loss_decreases = False  # TD targets move with the target network: the loss need not fall in 64 steps
+
+    def sections(self) -> dict:
+        """data (the environment and the evaluation protocol) and algo (DQN's hyper-parameters)."""
+        return {"data": self.DATA_SCHEMA, "algo": ALGO_SCHEMA}
 
     # ----------------------------------------------------------------- data and model
     def build_data(self, cfg: dict, ctx) -> Data:
-        _check_config(cfg, ctx.recipe["train"]["batch_size"])
+        _check_config(cfg, ctx.recipe["algo"], ctx.recipe["train"]["batch_size"])
         src = env_source(cfg["env"], cfg["env_kwargs"], cfg["max_episode_steps"])
         self._check_pretrained_spaces(ctx.recipe["model"], src)
         evals = EvalEnvs(src, cfg["eval_episodes"], cfg["eval_seed"], cfg["eval_epsilon"], cfg["eval_num_envs"])
@@ -311,8 +316,7 @@ class RLTask(Task):
     def fit(self, model, data: Data, ctx) -> dict:
         """DQN's steps (collect, update, evaluate) run by the engine's `Loop`, which owns the position in env
         steps, checkpoints, best weights, the deadline and the logs."""
-        cfg, tcfg = ctx.recipe["data"], ctx.recipe["train"]
-        algo = cfg["algo"]
+        cfg, tcfg, algo = ctx.recipe["data"], ctx.recipe["train"], ctx.recipe["algo"]
         src: EnvSource = data.train
         device = ctx.device
         num_envs, total, batch = cfg["num_envs"], algo["total_steps"], tcfg["batch_size"]
