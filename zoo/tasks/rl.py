@@ -266,7 +266,8 @@ class RLTask(Task):
                              "log_every", "ckpt_every", "ckpt_min_seconds", "max_minutes")}
     MOVED = {"data.algo": "algo"}
     smoke_overrides = ("algo.total_steps=64", "algo.learning_starts=32", "algo.buffer_size=256", "algo.eval_every=0",
-                       "data.num_envs=2", "data.eval_episodes=1", "data.eval_num_envs=1", "train.log_every=16", "train.ckpt_every=32")
+                       "data.num_envs=2", "data.eval_episodes=1", "data.eval_num_envs=1", "train.log_every=16",
+                       "train.ckpt_every=32")
     smoke_loss_decreases = False  # TD targets move with the target network: the loss need not fall in 64 steps
 
     def sections(self) -> dict:
