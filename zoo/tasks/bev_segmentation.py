@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from zoo.data import bev as D
+from zoo.drawing import pyplot, save
 from zoo.engine import sequential_batches
 from zoo.recipes import NUM, OPT_STR, fields_from_defaults
 from zoo.recipes import F as Field
@@ -448,11 +449,10 @@ def _draw_box(ax, corners_cam: np.ndarray, k: np.ndarray, colour: str) -> None:
 def draw_scene(scene: dict, i: int, out: dict, path: Path, net) -> Path:
     """Cameras (top: front-left, front, front-right; bottom: back-left, back, back-right) with boxes fitted to
     the predicted occupancy (red) and the true boxes (green), then the predicted and true BEV maps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Rectangle
+
+    plt = pyplot()
 
     prob = out["seg"][i].float().sigmoid().cpu().numpy()  # (K, X, Y)
     k_cls = prob.shape[0]
@@ -489,7 +489,7 @@ def draw_scene(scene: dict, i: int, out: dict, path: Path, net) -> Path:
         ax = fig.add_subplot(grid[:, cols + col])
         # Forward (x) up and left (y) to the left, as seen from above: rows and columns both flip.
         ax.imshow(m[::-1, ::-1], cmap=cmap, vmin=0, vmax=k_cls, extent=(y1, y0, x0, x1), interpolation="nearest")
-        ax.add_patch(matplotlib.patches.Rectangle((-0.95, -1.0), 1.9, 4.5, color="white"))  # the ego car
+        ax.add_patch(Rectangle((-0.95, -1.0), 1.9, 4.5, color="white"))  # the ego car
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("y (m, left +)", fontsize=7)
         ax.set_ylabel("x (m, forward +)", fontsize=7)
@@ -505,10 +505,7 @@ def draw_scene(scene: dict, i: int, out: dict, path: Path, net) -> Path:
     handles += [Patch(color=cmap(0), label="BEV: background"),
                 Patch(facecolor="white", edgecolor="grey", label="ego car")]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=80, rect=(0, 0.06, 1, 1))
 
 
 TASK = BevSegmentation()

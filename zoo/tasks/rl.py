@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from zoo.data.envs import EnvSource, env_source, is_atari
+from zoo.drawing import pyplot, save
 from zoo.engine.loop import Loop
 from zoo.engine.optim import build_optimizer, build_scheduler
 from zoo.recipes import NUM, PROB
@@ -516,11 +517,7 @@ class RLTask(Task):
 
     def draw_sample(self, model, out_path: Path) -> Path | None:
         """Four frames of a greedy episode with its return, as one PNG (the tour's gallery)."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         src = self._source_for(model, None)
         frames, ret, length = play_episode(model, src, seed=0, max_frames=40)
         picks = [frames[i] for i in np.linspace(0, len(frames) - 1, 4).astype(int)]
@@ -529,10 +526,7 @@ class RLTask(Task):
             ax.imshow(f)
             ax.axis("off")
         fig.suptitle(f"{src.env_id}: greedy episode, return {ret:.0f} in {length} steps")
-        fig.tight_layout()
-        fig.savefig(out_path, dpi=80)
-        plt.close(fig)
-        return Path(out_path)
+        return save(fig, out_path, dpi=80)
 
 
 def play_episode(model, source: EnvSource, seed: int = 0, max_frames: int = 400) -> tuple[list, float, int]:
@@ -616,11 +610,7 @@ def training_curve(model) -> dict | None:
 def plot_curve(curve: dict, path: Path, title: str) -> Path:
     """Training returns (epsilon-greedy, what the agent met while learning), the greedy evaluations made during
     training, and the card's figure: the published weights' greedy return (mean and std over its episodes)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.8))
     tr = np.asarray(curve["train"], dtype=float)
     ax.plot(tr[:, 0], tr[:, 1], lw=1.2, color="tab:blue", alpha=0.8,
@@ -641,10 +631,7 @@ def plot_curve(curve: dict, path: Path, title: str) -> Path:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save(fig, path, dpi=100)
 
 
 TASK = RLTask()

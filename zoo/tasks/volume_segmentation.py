@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from zoo.data import volumes as V
 from zoo.deps import require
+from zoo.drawing import pyplot, save
 from zoo.recipes import NUM, OPT_STR, PROB, fields_from_defaults
 from zoo.recipes import F as Field
 from zoo.samples import sample_dir
@@ -379,12 +380,10 @@ def draw_slices(image: np.ndarray, labels: np.ndarray, path: Path, names: list[s
     Each panel is the slice across one array axis; its rows are the later remaining axis drawn
     bottom-up (superior / anterior on top for RAS volumes such as MNI152).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
+
+    plt = pyplot()
 
     if centre is None:
         fg = np.argwhere(labels > 0)
@@ -408,10 +407,7 @@ def draw_slices(image: np.ndarray, labels: np.ndarray, path: Path, names: list[s
     fig.legend(handles=[Patch(color=colours[i], label=n) for i, n in enumerate(names[1:])], loc="lower center",
                ncol=len(names) - 1, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=80, rect=(0, 0.06, 1, 1))
 
 
 TASK = VolumeSegmentation()
