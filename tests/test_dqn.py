@@ -17,6 +17,7 @@ from zoo.data.envs import env_source
 from zoo.engine import train
 from zoo.engine.state import load_checkpoint
 from zoo.models.dqn import QNetwork
+from zoo.specs import ReturnCurves
 from zoo.tasks.rl import TASK, ReplayBuffer, _env_snapshot_works, run_episodes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -230,6 +231,8 @@ def test_train_writes_run_and_card_extras(tmp_path):
     card = json.loads((run_dir / "model" / "config.json").read_text())
     assert card["input_spec"]["env"] == "CartPole-v1" and card["model_args"]["obs_shape"] == [4]
     assert card["return_curve"]
+    curves = ReturnCurves.from_card(card)  # the typed card extra reads back what the fit wrote
+    assert curves.train == card["return_curve"] and [p[0] for p in curves.val] == [400, 800, 1200]
 
 
 def test_resume_is_exact(tmp_path):

@@ -44,6 +44,7 @@ from zoo.engine import sequential_batches
 from zoo.engine.loop import Loop
 from zoo.recipes import OPT_STR
 from zoo.recipes import F as Field
+from zoo.specs import AnomalyThreshold
 from zoo.tasks.base import Data, Task, unwrap
 
 SOURCES = ("mvtec", "textures", "heldout", "fashion_mnist")
@@ -126,7 +127,7 @@ class AnomalyDetection(Task):
         return Data(train=fit, val=val, test=test, info=info)
 
     def card_extras(self, data: Data) -> dict:
-        return {k: data.info[k] for k in ("input_spec", "labels", "threshold") if k in data.info}
+        return super().card_extras(data)  # input_spec, labels, and the thresholds (an AnomalyThreshold)
 
     def finetune_overrides(self, data_path: str) -> list[str]:
         """`--data FOLDER` (MVTec layout or normal images only); `--data heldout` (no such folder here): the
@@ -175,11 +176,10 @@ class AnomalyDetection(Task):
 
         info = loop.run(step, state=state)
         stats = loop.pos["stats"]
-        threshold = {"image": float(net.image_threshold), "pixel": float(net.pixel_threshold),
-                     "quantile": quantile, "held_out_normals": len(data.val)}
-        data.info["threshold"] = threshold
-        ctx.trainer.log({"step": 1, **stats, "image_threshold": threshold["image"],
-                         "pixel_threshold": threshold["pixel"], "fit_seconds": info["train_seconds"]})
+        data.fitted = AnomalyThreshold(image=float(net.image_threshold), pixel=float(net.pixel_threshold),
+                                       quantile=quantile, held_out_normals=len(data.val))
+        ctx.trainer.log({"step": 1, **stats, "image_threshold": data.fitted.image,
+                         "pixel_threshold": data.fitted.pixel, "fit_seconds": info["train_seconds"]})
         return {**info, **stats}
 
     @staticmethod

@@ -37,6 +37,7 @@ class Data:
     val: Any = None
     test: Any = None
     info: dict = field(default_factory=dict)  # num_classes, in_chans, labels, input_spec, ...
+    fitted: Any = None  # what `fit` learnt for the card besides the weights: a zoo.specs.FitSpec, or None
 
 
 class TensorBatches:
@@ -86,8 +87,9 @@ class Task:
         return {}
 
     def card_extras(self, data: Data) -> dict:
-        """What goes into the weight card besides metrics: input_spec, labels, datasets."""
-        return {k: data.info[k] for k in ("input_spec", "labels") if k in data.info}
+        """What goes into the weight card besides metrics: input_spec, labels, and what `fit` set on `data.fitted`."""
+        out = {k: data.info[k] for k in ("input_spec", "labels") if k in data.info}
+        return {**out, **(data.fitted.to_card() if data.fitted is not None else {})}
 
     def build_augment(self, cfg: dict, data: Data, device) -> Any:
         return None

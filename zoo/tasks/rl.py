@@ -50,6 +50,7 @@ from zoo.engine.loop import Loop
 from zoo.engine.optim import build_optimizer, build_scheduler
 from zoo.recipes import NUM, PROB
 from zoo.recipes import F as Field
+from zoo.specs import ReturnCurves
 from zoo.tasks.base import Data, Task
 
 ALGO_SCHEMA = {
@@ -309,10 +310,7 @@ class RLTask(Task):
 
     def card_extras(self, data: Data) -> dict:
         out = {"input_spec": data.info["input_spec"], "labels": None}
-        for key in ("return_curve", "eval_curve"):  # training returns; greedy evaluations during training
-            if key in data.info:
-                out[key] = data.info[key]
-        return out
+        return {**out, **(data.fitted.to_card() if data.fitted is not None else {})}  # the ReturnCurves
 
     # ----------------------------------------------------------------- training
     def fit(self, model, data: Data, ctx) -> dict:
@@ -465,10 +463,9 @@ class RLTask(Task):
         run["envs"].close()
         if algo["keep_best"]:
             loop.load_best(model)
-        data.info["return_curve"] = _thin(run["curve"], 100)
         logged = _logged_curves(ctx.run_dir / "metrics.jsonl") if ctx.run_dir else None  # resumed runs too
-        if logged and logged["val"]:
-            data.info["eval_curve"] = _thin(logged["val"], 100)
+        data.fitted = ReturnCurves(train=_thin(run["curve"], 100),
+                                   val=_thin(logged["val"], 100) if logged and logged["val"] else [])
         return {**info, "update_seconds": pos["update_seconds"], "env_steps": pos["step"], "updates": pos["updates"],
                 "episodes": pos["episodes"], "best_eval_return": pos["best"],
                 "stopped_early": pos["stopped_by"] == "stop_at", "env_snapshots": snapshots}
@@ -596,8 +593,9 @@ def training_curve(model) -> dict | None:
     curve = _logged_curves(folder.parent / "metrics.jsonl")  # a run dir: <run>/model is the model's folder
     cfg_file = folder / "config.json"
     card = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
-    if curve is None and card.get("return_curve"):
-        curve = {"train": card["return_curve"], "val": card.get("eval_curve") or []}
+    published = ReturnCurves.from_card(card)
+    if curve is None and published is not None:
+        curve = {"train": published.train, "val": published.val}
     if curve is None:
         return None
     metrics = card.get("metrics") or {}
