@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import copy
 import difflib
+import inspect
 import io
 import operator
+import re
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,38 @@ def fields_from_defaults(defaults: dict) -> dict:
         return F(NUM, value, **(PROB if prob else {"ge": 0}))
 
     return {k: field(k, v) for k, v in defaults.items()}
+
+
+def _plain(value):
+    """A signature default as YAML writes it: tuples become lists (nested too)."""
+    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def _arg_docs(cls) -> dict[str, str]:
+    """{argument: its line} from the `Args:` section of a class docstring (Google style)."""
+    docs, inside = {}, False
+    for line in (inspect.getdoc(cls) or "").splitlines():
+        if line.strip() == "Args:":
+            inside = True
+        elif inside and line and not line.startswith(" "):
+            break
+        elif inside and (m := re.match(r"\s+(\w+): (.+)", line)):
+            docs[m.group(1)] = m.group(2).strip()
+    return docs
+
+
+def fields_from_signature(cls, exclude: tuple[str, ...] = ()) -> dict:
+    """Schema fields for the constructor arguments of an augmentation class: defaults from its signature and
+    docs from its docstring's `Args:`, so a recipe's defaults are the class's own (one place, no drift).
+    Types and ranges as in `fields_from_defaults`; `exclude` names arguments a recipe does not set."""
+    docs = _arg_docs(cls)
+    out = {}
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if name == "self" or name in exclude or param.default is inspect.Parameter.empty:
+            continue
+        (types, default, _, rule), = fields_from_defaults({name: _plain(param.default)}).values()
+        out[name] = (types, default, docs.get(name, ""), rule)
+    return out
 
 
 def _check_value(value, rule, kpath: str) -> None:

@@ -30,15 +30,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from zoo.augment import RigAugment
 from zoo.data import bev as D
 from zoo.drawing import pyplot, save
 from zoo.engine import sequential_batches
-from zoo.recipes import NUM, OPT_STR, fields_from_defaults
+from zoo.recipes import NUM, OPT_STR, fields_from_signature
 from zoo.recipes import F as Field
 from zoo.tasks.base import Data, Task, TensorBatches, unwrap
 
-AUGMENT_DEFAULTS = {"rotate_degrees": 22.5, "flip_p": 0.5, "scale": [0.95, 1.05], "photometric": True,
-                    "color_jitter": [0.3, 0.3, 0.3, 0.05]}
+# the recipe's augment keys are RigAugment's arguments, with its defaults and docs (bev_range follows the data)
+AUGMENT_FIELDS = fields_from_signature(RigAugment, exclude=("bev_range", "label_fill"))
 CENTRE_SIGMA_CELLS = 1.0
 PEAK_THRESHOLD = 0.3
 MATCH_CELLS = 2.0
@@ -216,7 +217,7 @@ class BevSegmentation(Task):
         "dice_weight": Field(NUM, 1.0, "weight of the soft-Dice loss", ge=0),
         "depth_weight": Field(NUM, 1.0, "weight of the per-pixel depth loss (where the data has depth maps)", ge=0),
     }
-    AUGMENT_SCHEMA = {"enabled": Field(bool, True), **fields_from_defaults(AUGMENT_DEFAULTS)}
+    AUGMENT_SCHEMA = {"enabled": Field(bool, True), **AUGMENT_FIELDS}
 
     # ----------------------------------------------------------------- data
     def build_data(self, cfg: dict, ctx) -> Data:
@@ -292,8 +293,6 @@ class BevSegmentation(Task):
     def build_augment(self, cfg: dict, data: Data, device):
         if not cfg["enabled"]:
             return None
-        from zoo.augment import RigAugment
-
         if len(cfg["scale"]) != 2 or not 0 < cfg["scale"][0] <= cfg["scale"][1]:
             raise ValueError(f"augment.scale must be [low, high] with 0 < low <= high, got {cfg['scale']}")
         ds = data.train
