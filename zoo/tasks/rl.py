@@ -210,6 +210,24 @@ def run_episodes(model, source: EnvSource, episodes: int, seed: int, epsilon: fl
             "return_max": float(r.max()), "length_mean": float(np.mean(lengths)), "episodes": float(len(r))}
 
 
+def td_targets(model, target, sample, double: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Q(s, a), TD target y) in float32 for a replay minibatch (obs, actions, n-step returns, bootstrap obs,
+    bootstrap discount): y = returns + discount * V(bootstrap obs), where V is the target network's value of
+    the online network's greedy action (Double DQN) or the target network's own maximum."""
+    o, a, ret, nxt, disc = sample
+    o, nxt = o.float(), nxt.float()
+    if double:  # one online pass over both halves; only the first half gets gradients
+        q_all = model(torch.cat([o, nxt]))
+        q, next_pick = q_all[:len(o)], q_all[len(o):].detach().argmax(1, keepdim=True)
+    else:
+        q = model(o)
+    q = q.gather(1, a.unsqueeze(1)).squeeze(1).float()
+    with torch.no_grad():
+        next_q = target(nxt).float()
+        next_v = next_q.gather(1, next_pick).squeeze(1) if double else next_q.max(1).values
+        return q, ret + disc * next_v
+
+
 def _env_snapshot_works(source: EnvSource) -> bool:
     """True when a pickled copy of the env continues exactly as the original (checked on a few steps)."""
     try:
@@ -363,20 +381,9 @@ class RLTask(Task):
 
         def update() -> None:
             """One TD update on a replay minibatch, then the target network's copy or Polyak step."""
-            o, a, ret, nxt, disc = buffer.sample(batch, algo["n_step"], algo["gamma"], gen)
-            o, a, ret, nxt, disc = (x.to(device, non_blocking=True) for x in (o, a, ret, nxt, disc))
-            o, nxt = o.float(), nxt.float()
+            sample = buffer.sample(batch, algo["n_step"], algo["gamma"], gen)
             with ctx.autocast():
-                if algo["double"]:  # one online pass over both halves; only the first half gets gradients
-                    q_all = model(torch.cat([o, nxt]))
-                    q, next_pick = q_all[:batch], q_all[batch:].detach().argmax(1, keepdim=True)
-                else:
-                    q = model(o)
-                q = q.gather(1, a.unsqueeze(1)).squeeze(1).float()
-                with torch.no_grad():
-                    next_q = target(nxt).float()
-                    next_v = next_q.gather(1, next_pick).squeeze(1) if algo["double"] else next_q.max(1).values
-                    y = ret + disc * next_v
+                q, y = td_targets(model, target, [x.to(device, non_blocking=True) for x in sample], algo["double"])
             loss = F.smooth_l1_loss(q, y) if algo["loss"] == "huber" else F.mse_loss(q, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
