@@ -1,6 +1,8 @@
-"""The shared training loop: batches in a reproducible order, AMP, compile, accumulation,
-clipping, schedules, EMA, evaluation with early stopping, atomic checkpoints and exact resume,
-DDP under torchrun, a progress bar and metrics.jsonl (+ TensorBoard when installed).
+"""The supervised training loop: batches in a reproducible order, AMP, compile, accumulation,
+clipping, schedules, EMA and DDP under torchrun. Its lifecycle (position, atomic checkpoints and exact
+resume, evaluation with best weights and early stopping, the max_minutes deadline, metrics.jsonl
+(+ TensorBoard when installed), the progress bar) is the engine's `Loop` (zoo/engine/loop.py), which
+the DQN and PatchCore fits share; `Trainer.fit` supplies the batch step.
 
 Exact resume: the order of samples in epoch e is a permutation drawn from a generator seeded
 with (seed, e), so a checkpoint only needs (epoch, batch index) plus the model, optimiser,
