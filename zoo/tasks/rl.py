@@ -53,6 +53,14 @@ from zoo.recipes import F as Field
 from zoo.specs import ReturnCurves
 from zoo.tasks.base import Data, Task
 
+LOSSES = ("huber", "mse")
+
+
+def _one_of(value: str, names: tuple[str, ...]) -> None:
+    if value not in names:
+        raise ValueError(f"expected one of {', '.join(names)}, got {value!r}")
+
+
 ALGO_SCHEMA = {
     "total_steps": Field(int, 50_000, "environment steps, summed over the vectorised envs", ge=1),
     "buffer_size": Field(int, 100_000, "replay capacity in transitions", ge=1),
@@ -64,7 +72,7 @@ ALGO_SCHEMA = {
     "double": Field(bool, True, "Double DQN: the online net picks the next action, the target net values it"),
     "target_update": Field(int, 1_000, "updates between hard target copies (when tau == 1)", ge=1),
     "tau": Field(NUM, 1.0, "Polyak factor applied every update when < 1", gt=0, le=1),
-    "loss": Field(str, "huber", "huber | mse"),
+    "loss": Field(str, "huber", "huber | mse", check=lambda v: _one_of(v, LOSSES)),
     "eps_start": Field(NUM, 1.0, **PROB),
     "eps_end": Field(NUM, 0.05, **PROB),
     "eps_fraction": Field(NUM, 0.1, "fraction of total_steps over which epsilon decays linearly", **PROB),
@@ -75,9 +83,6 @@ ALGO_SCHEMA = {
     "stop_return": Field((int, float, type(None)), None, "stop once an evaluation during training reaches it"),
     "save_buffer": Field(bool, True, "store the replay buffer in checkpoints (exact resume)"),
 }
-
-LOSSES = ("huber", "mse")
-
 
 class ReplayBuffer:
     """Transitions of E parallel envs in a time-major ring of preallocated tensors, slot (t, e).
@@ -246,25 +251,11 @@ def _env_snapshot_works(source: EnvSource) -> bool:
         return False
 
 
-def _check_config(cfg: dict, algo: dict, batch_size: int) -> None:
-    checks = [
-        (cfg["num_envs"] >= 1, "data.num_envs must be >= 1"),
-        (algo["total_steps"] >= 1, "algo.total_steps must be >= 1"),
-        (algo["n_step"] >= 1, "algo.n_step must be >= 1"),
-        (algo["train_every"] >= 1, "algo.train_every must be >= 1"),
-        (algo["gradient_steps"] >= 1, "algo.gradient_steps must be >= 1"),
-        (algo["target_update"] >= 1, "algo.target_update must be >= 1"),
-        (0.0 < algo["tau"] <= 1.0, f"algo.tau must be in (0, 1], got {algo['tau']}"),
-        (0.0 <= algo["gamma"] <= 1.0, f"algo.gamma must be in [0, 1], got {algo['gamma']}"),
-        (algo["loss"] in LOSSES, f"algo.loss must be one of {LOSSES}, got {algo['loss']!r}"),
-        (cfg["vector"] in ("sync", "async"), f"data.vector must be sync or async, got {cfg['vector']!r}"),
-        (algo["buffer_size"] >= 2 * cfg["num_envs"] * algo["n_step"],
-         "algo.buffer_size must hold at least 2 * num_envs * n_step transitions"),
-        (batch_size >= 1, "train.batch_size must be >= 1"),
-    ]
-    for ok, msg in checks:
-        if not ok:
-            raise ValueError(msg)
+def _check_config(cfg: dict, algo: dict) -> None:
+    """What the schemas cannot say alone (ranges and names are checked where the keys are declared)."""
+    if algo["buffer_size"] < 2 * cfg["num_envs"] * algo["n_step"]:
+        raise ValueError(f"algo.buffer_size={algo['buffer_size']} must hold at least 2 * data.num_envs * "
+                         f"algo.n_step = {2 * cfg['num_envs'] * algo['n_step']} transitions")
 
 
 class RLTask(Task):
@@ -276,7 +267,8 @@ class RLTask(Task):
         "env_kwargs": Field(dict, {}, "keyword arguments for gymnasium.make / the env class"),
         "max_episode_steps": Field((int, type(None)), None, "extra time limit (truncation)", ge=1),
         "num_envs": Field(int, 4, "vectorised training envs", ge=1),
-        "vector": Field(str, "sync", "sync | async (async: no env snapshot in checkpoints)"),
+        "vector": Field(str, "sync", "sync | async (async: no env snapshot in checkpoints)",
+                        check=lambda v: _one_of(v, ("sync", "async"))),
         "eval_episodes": Field(int, 100, "episodes of the final evaluation (and of zoo eval)", ge=1),
         "eval_seed": Field(int, 1_000_000, "seed of the evaluation episodes (apart from training seeds)"),
         "eval_epsilon": Field(NUM, 0.0, "exploration during evaluation (0.05 is usual on Atari)", **PROB),
@@ -296,7 +288,7 @@ class RLTask(Task):
 
     # ----------------------------------------------------------------- data and model
     def build_data(self, cfg: dict, ctx) -> Data:
-        _check_config(cfg, ctx.recipe["algo"], ctx.recipe["train"]["batch_size"])
+        _check_config(cfg, ctx.recipe["algo"])
         src = env_source(cfg["env"], cfg["env_kwargs"], cfg["max_episode_steps"])
         self._check_pretrained_spaces(ctx.recipe["model"], src)
         evals = EvalEnvs(src, cfg["eval_episodes"], cfg["eval_seed"], cfg["eval_epsilon"], cfg["eval_num_envs"])
