@@ -157,6 +157,8 @@ class Loop:
             evaluate: Callable[[], Metrics] | None = None, keep=None) -> dict:
         """Call `step()` until the position reaches `total`, an early stop or the deadline; returns
         {"train_seconds", "stopped_by"?}. `keep` is the module whose weights an improving evaluation keeps."""
+        if evaluate is not None and keep is None:
+            raise TypeError("Loop.run: an evaluate function needs `keep`, the module whose best weights to keep")
         pos = self.pos
         self._start = time.monotonic() - pos["elapsed"]
         next_due = {name: (pos["step"] // every + 1) * every if every else math.inf
