@@ -18,6 +18,7 @@ from zoo.engine.state import load_checkpoint
 from zoo.families.dqn.data import env_source
 from zoo.families.dqn.model import QNetwork
 from zoo.families.dqn.task import TASK, ReplayBuffer, _env_snapshot_works, run_episodes
+from zoo.specs import ReturnCurves
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "recipes" / "dqn"
@@ -25,9 +26,9 @@ CARTPOLE = RECIPES / "cartpole.yaml"
 # a few hundred steps of CartPole with updates, evaluations and checkpoints: seconds on one core.
 # "~weights" drops the published tag: zoo.create checks a run folder tagged dqn.cartpole against the
 # published card's sha256 (a core quirk, reported) and refuses it.
-TINY = ["~weights", "data.algo.total_steps=1200", "data.algo.learning_starts=200", "data.algo.train_every=64",
-        "data.algo.gradient_steps=8", "data.algo.eval_every=400", "data.algo.eval_episodes=2",
-        "data.algo.stop_return=null", "data.eval_episodes=3", "train.log_every=200", "train.ckpt_every=400"]
+TINY = ["~weights", "algo.total_steps=1200", "algo.learning_starts=200", "algo.train_every=64",
+        "algo.gradient_steps=8", "algo.eval_every=400", "algo.eval_episodes=2",
+        "algo.stop_return=null", "data.eval_episodes=3", "train.log_every=200", "train.ckpt_every=400"]
 
 ENVS_MODULE = '''
 import gymnasium as gym
@@ -204,8 +205,8 @@ def test_replay_wraps_and_round_trips():
 def test_terminated_vs_truncated_in_the_buffer(tmp_path, envs_module):
     """Truncation (time limit) stores the real final observation and terminated=False."""
     overrides = [f"data.env={envs_module}:Corridor", "data.env_kwargs={length: 2}", "data.max_episode_steps=3",
-                 "data.num_envs=1", "data.algo.total_steps=60", "data.algo.eps_end=1.0",  # random walk
-                 "data.algo.learning_starts=100", "data.algo.eval_every=0", "data.eval_episodes=1",
+                 "data.num_envs=1", "algo.total_steps=60", "algo.eps_end=1.0",  # random walk
+                 "algo.learning_starts=100", "algo.eval_every=0", "data.eval_episodes=1",
                  "train.ckpt_every=60"]
     run_dir, _ = train(CARTPOLE, overrides, runs_root=tmp_path)
     buf = load_checkpoint(run_dir / "checkpoints" / "last.pt")["buffer"]
@@ -230,6 +231,8 @@ def test_train_writes_run_and_card_extras(tmp_path):
     card = json.loads((run_dir / "model" / "config.json").read_text())
     assert card["input_spec"]["env"] == "CartPole-v1" and card["model_args"]["obs_shape"] == [4]
     assert card["return_curve"]
+    curves = ReturnCurves.from_card(card)  # the typed card extra reads back what the fit wrote
+    assert curves.train == card["return_curve"] and [p[0] for p in curves.val] == [400, 800, 1200]
 
 
 def test_resume_is_exact(tmp_path):
@@ -244,12 +247,29 @@ def test_resume_is_exact(tmp_path):
 
 
 def test_config_errors_before_training(tmp_path):
-    with pytest.raises(ValueError, match="data.algo.tau"):
-        train(CARTPOLE, ["data.algo.tau=0"], runs_root=tmp_path)
-    with pytest.raises(ValueError, match="unknown key 'data.algo.epsilon'"):
-        train(CARTPOLE, ["data.algo.epsilon=0.1"], runs_root=tmp_path)
+    with pytest.raises(ValueError, match="algo.tau"):
+        train(CARTPOLE, ["algo.tau=0"], runs_root=tmp_path)
+    with pytest.raises(ValueError, match="unknown key 'algo.epsilon'"):
+        train(CARTPOLE, ["algo.epsilon=0.1"], runs_root=tmp_path)
     with pytest.raises(ValueError, match="continuous action space"):
         train(CARTPOLE, ["data.env=Pendulum-v1"], runs_root=tmp_path)
+
+
+@pytest.mark.parametrize("override, says", [
+    ("train.epochs=3", r"train\.epochs: not used by task rl"),        # the loop counts env steps (algo.total_steps)
+    ("train.ema=0.99", r"train\.ema: not used by task rl"),
+    ("train.accumulate=2", r"train\.accumulate: not used by task rl"),
+    ("data.algo.gamma=0.9", r"data\.algo: task rl reads this from algo now"),
+])
+def test_keys_the_dqn_loop_does_not_read_are_refused(override, says):
+    from zoo import recipes as R
+    from zoo.engine.run import resolve_recipe
+
+    with pytest.raises(R.RecipeError, match=says):
+        resolve_recipe(R.load(CARTPOLE, [override])[0])
+    resolved = resolve_recipe(R.load(CARTPOLE)[0])[0]  # `zoo cat` shows only what the loop reads
+    assert "epochs" not in resolved["train"] and "eval_every" not in resolved["train"]
+    assert resolved["algo"]["total_steps"] == 50_000 and "algo" not in resolved["data"]
 
 
 @pytest.mark.parametrize("recipe", sorted(p.stem for p in RECIPES.glob("*.yaml") if p.stem != "finetune"))
@@ -294,8 +314,8 @@ def test_finetune_on_custom_env(tmp_path, envs_module, monkeypatch, capsys):
     _published("dqn.cartpole")
     monkeypatch.chdir(tmp_path)
     # overrides go before the options: argparse stops reading positionals after them
-    rc = zoo_main(["finetune", "dqn", "data.algo.total_steps=400", "data.algo.learning_starts=100",
-                   "data.algo.eval_every=0", "data.eval_episodes=2", "data.max_episode_steps=50",
+    rc = zoo_main(["finetune", "dqn", "algo.total_steps=400", "algo.learning_starts=100",
+                   "algo.eval_every=0", "data.eval_episodes=2", "data.max_episode_steps=50",
                    "--data", f"{envs_module}:Corridor", "--runs", str(tmp_path / "runs")])
     assert rc == 0
     card = json.loads(next((tmp_path / "runs").glob("*/model/config.json")).read_text())

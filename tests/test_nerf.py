@@ -23,7 +23,7 @@ from zoo.families.nerf.task import TASK, HeldOutViews, RayBatches
 
 TINY = ["data.source=procedural", "data.image_size=16", "data.eval_sizes=[16]", "data.procedural.views=6",
         "data.procedural.size=16", "data.val_views=1", "train.batch_size=256", "train.log_every=1",
-        "train.eval_every=1000", "data.samples_per_step=4096"]
+        "train.eval_every=1000", "render.samples_per_step=4096"]
 
 
 @pytest.fixture(scope="module")
@@ -350,3 +350,16 @@ def test_card_metric_reproduces_with_zoo_eval(capsys):
     measured = json.loads(capsys.readouterr().out)
     assert measured["psnr"] == pytest.approx(card["metrics"]["psnr"], abs=0.05)
     assert measured["psnr"] >= card["expect"]["value"] - card["expect"]["tolerance"]
+
+
+def test_render_settings_have_their_own_section():
+    """samples_per_step, random_background and occupancy_warmup are how training renders, not the scene:
+    they live in `render:`; the old data.* keys are refused with the new place."""
+    from zoo import recipes as R
+    from zoo.engine.run import resolve_recipe
+
+    resolved = resolve_recipe(R.load("nerf/lego")[0])[0]
+    assert resolved["render"]["samples_per_step"] == 65536 and "samples_per_step" not in resolved["data"]
+    with pytest.raises(R.RecipeError, match=r"data\.samples_per_step: task novel_view reads this from "
+                                            r"render\.samples_per_step"):
+        resolve_recipe(R.load("nerf/lego", ["data.samples_per_step=4096"])[0])

@@ -95,3 +95,24 @@ def test_recipe_smoke(name, tmp_path):
     if task.smoke_loss_decreases and from_scratch and len(losses) >= 2:
         assert min(losses[len(losses) // 2:]) < losses[0], f"loss did not go down: {losses}"
     assert result["metrics"]
+
+
+@pytest.mark.parametrize("task, cls", [("volume_segmentation", "VolumeAugment3D"), ("bev_segmentation", "RigAugment")])
+def test_augment_schemas_are_the_augment_classes_signatures(task, cls):
+    """The recipe's augment defaults are the class's own (VolumeAugment3D's had drifted: noise_std 0.05 vs 0.1,
+    p_affine 0.8 vs 0.5; the class now has the values the published unet3d recipes trained with)."""
+    import inspect
+
+    import zoo.augment as A
+    from zoo.augment.volume import VolumeAugment3D
+    from zoo.tasks import get_task
+
+    klass = VolumeAugment3D if cls == "VolumeAugment3D" else getattr(A, cls)
+    schema = get_task(task).AUGMENT_SCHEMA
+    params = inspect.signature(klass.__init__).parameters
+    for key, field in schema.items():
+        if key == "enabled":
+            continue
+        default = params[key].default
+        assert field[1] == (list(default) if isinstance(default, tuple) else default), key
+        assert field[2], f"{key} has no doc"

@@ -1,8 +1,10 @@
 """Recipes: YAML files that say how a published weight is trained, validated up front.
 
-A recipe has the sections task, model, data, augment, optim, schedule, train, expect, weights.
-The engine owns the schema of optim/schedule/train/expect/weights; a task owns data/augment
-(its `DATA_SCHEMA` / `AUGMENT_SCHEMA`). Errors name the key path, the expected type and, for
+A recipe has the sections task, model, optim, schedule, train, expect, weights (the engine's) and the
+task's own: data and augment for most (`Task.sections()`: its `DATA_SCHEMA` / `AUGMENT_SCHEMA`), others
+where a task needs them (dqn's `algo`). A task that uses engine keys only in part says which
+(`Task.ENGINE_KEYS`): any other key is refused, never silently ignored; a key a task moved
+(`Task.MOVED`) is refused with its new place. Errors name the key path, the expected type and, for
 unknown keys, the closest known one. Numbers have ranges (`F(int, 32, ge=1)`) and names a grammar
 (`F(str, check=...)`), checked where the keys are, with the key path in the error. A key written twice
 in one mapping is an error (PyYAML would silently keep the last). Overrides use `key.sub=value` (value
@@ -13,8 +15,10 @@ from __future__ import annotations
 
 import copy
 import difflib
+import inspect
 import io
 import operator
+import re
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +59,38 @@ def fields_from_defaults(defaults: dict) -> dict:
         return F(NUM, value, **(PROB if prob else {"ge": 0}))
 
     return {k: field(k, v) for k, v in defaults.items()}
+
+
+def _plain(value):
+    """A signature default as YAML writes it: tuples become lists (nested too)."""
+    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def _arg_docs(cls) -> dict[str, str]:
+    """{argument: its line} from the `Args:` section of a class docstring (Google style)."""
+    docs, inside = {}, False
+    for line in (inspect.getdoc(cls) or "").splitlines():
+        if line.strip() == "Args:":
+            inside = True
+        elif inside and line and not line.startswith(" "):
+            break
+        elif inside and (m := re.match(r"\s+(\w+): (.+)", line)):
+            docs[m.group(1)] = m.group(2).strip()
+    return docs
+
+
+def fields_from_signature(cls, exclude: tuple[str, ...] = ()) -> dict:
+    """Schema fields for the constructor arguments of an augmentation class: defaults from its signature and
+    docs from its docstring's `Args:`, so a recipe's defaults are the class's own (one place, no drift).
+    Types and ranges as in `fields_from_defaults`; `exclude` names arguments a recipe does not set."""
+    docs = _arg_docs(cls)
+    out = {}
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if name == "self" or name in exclude or param.default is inspect.Parameter.empty:
+            continue
+        (types, default, _, rule), = fields_from_defaults({name: _plain(param.default)}).values()
+        out[name] = (types, default, docs.get(name, ""), rule)
+    return out
 
 
 def _check_value(value, rule, kpath: str) -> None:
@@ -128,7 +164,6 @@ ENGINE_SCHEMA: dict[str, Any] = {
         "seed": F(int, 0, ge=0),
         "deterministic": F(bool, False),
         "device": F(str, "auto"),
-        "num_workers": F(int, 0, ge=0),
         "eval_every": F(NUM, 1, "epochs between validations (0: only at the end; the end is always validated)",
                         ge=0),
         "ckpt_every": F((int, type(None)), None, "steps between checkpoints (default: each epoch)", ge=1),
@@ -223,13 +258,46 @@ def validate_section(values: Any, schema: dict, path: str) -> dict:
     return out
 
 
-def validate(recipe: dict, task_schemas: dict[str, dict] | None = None) -> dict:
-    """The fully resolved recipe: engine sections checked here, data/augment by the task's schemas."""
+def _get(recipe: dict, dotted: str):
+    node = recipe
+    for k in dotted.split("."):
+        if not isinstance(node, dict) or k not in node:
+            return None
+        node = node[k]
+    return node
+
+
+def validate(recipe: dict, task_schemas: dict[str, dict] | None = None, *, engine_keys: dict | None = None,
+             moved: dict[str, str] | None = None, task: str = "this task") -> dict:
+    """The fully resolved recipe: engine sections checked here, the task's own sections (data, augment, or
+    whatever `task_schemas` names, e.g. dqn's algo) by its schemas.
+
+    engine_keys: {section: keys the task uses} for engine sections it uses only in part (an empty tuple: not at
+        all); a key outside them is refused, naming it, and left out of the resolved recipe.
+    moved: {old key path: new key path} for keys a task moved; the old one is refused with where to write it.
+    """
     if not isinstance(recipe, dict):
         raise RecipeError(f"a recipe is a mapping of sections, got {type(recipe).__name__}")
+    for old, new in (moved or {}).items():
+        if _get(recipe, old) is not None:
+            raise RecipeError(f"{old}: {task} reads this from {new} now; move it there (`{new}:`)")
     schema = dict(ENGINE_SCHEMA)
-    for section in TASK_SECTIONS:
-        schema[section] = (task_schemas or {}).get(section, F(dict, {}))
+    for section, keys in (engine_keys or {}).items():
+        given = recipe.get(section)
+        unused = [k for k in (given if isinstance(given, dict) else {}) if k in schema[section] and k not in keys]
+        if not keys and given is not None:
+            raise RecipeError(f"{section}: {task} does not use this section; remove it")
+        if unused:
+            raise RecipeError(f"{', '.join(f'{section}.{k}' for k in unused)}: not used by {task}, which reads only "
+                              f"{', '.join(f'{section}.{k}' for k in keys)}; remove it")
+        schema[section] = {k: v for k, v in schema[section].items() if k in keys}
+        if not keys:
+            del schema[section]
+    task_schemas = task_schemas or {s: F(dict, {}) for s in TASK_SECTIONS}
+    for section, sub in task_schemas.items():
+        if section in schema:
+            raise TypeError(f"task section {section!r} clashes with the engine's section of that name")
+        schema[section] = sub if sub is not None else F(dict, {})
     if "weights" not in recipe:
         schema = {k: v for k, v in schema.items() if k != "weights"}
     if "expect" not in recipe:

@@ -193,3 +193,63 @@ def spec_of(card: dict) -> InputSpec:
     if not task:
         raise KeyError(f"card {card.get('tag') or card.get('arch')!r} names no task")
     return spec_class(task).from_dict(card.get("input_spec"))
+
+
+# --------------------------------------------------------------------------- what a fit learns for the card
+
+
+@dataclass(frozen=True)
+class FitSpec:
+    """Base of what a task's `fit` learns besides the weights and the card carries, one dataclass per task.
+
+    `fit` sets it on `Data.fitted`; the task's `card_extras` writes `to_card()` into the card, and `from_card`
+    reads it back (None when the card has none).
+    """
+
+    def to_card(self) -> dict:  # pragma: no cover - every subclass says where its fields go
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class AnomalyThreshold(FitSpec):
+    """anomaly_detection: the thresholds the held-out normal images chose (card key `threshold`).
+
+    image / pixel: score above which an image / a pixel is called anomalous; quantile: of the held-out
+    normal images' scores (1.0: their maximum); held_out_normals: how many there were.
+    """
+
+    image: float
+    pixel: float
+    quantile: float
+    held_out_normals: int
+
+    def to_card(self) -> dict:
+        return {"threshold": dataclasses.asdict(self)}
+
+    @classmethod
+    def from_card(cls, card: dict) -> AnomalyThreshold | None:
+        return cls(**card["threshold"]) if card.get("threshold") else None
+
+
+@dataclass(frozen=True)
+class ReturnCurves(FitSpec):
+    """rl: returns met while training, as [env step, return] points (card keys `return_curve`, `eval_curve`).
+
+    train: mean return of the epsilon-greedy training episodes per log interval; val: the greedy
+    evaluations made during training (empty when there were none).
+    """
+
+    train: list = field(default_factory=list)
+    val: list = field(default_factory=list)
+
+    def to_card(self) -> dict:
+        out = {"return_curve": [list(p) for p in self.train]}
+        if self.val:
+            out["eval_curve"] = [list(p) for p in self.val]
+        return out
+
+    @classmethod
+    def from_card(cls, card: dict) -> ReturnCurves | None:
+        if not card.get("return_curve"):
+            return None
+        return cls(train=card["return_curve"], val=card.get("eval_curve") or [])

@@ -76,10 +76,9 @@ def tour(out: Path = Path("out/tour")) -> int:
 
 
 def _gallery(pictures: list[tuple[str, Path]], path: Path) -> None:
-    import matplotlib
+    from .drawing import pyplot, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     cols = min(3, len(pictures))
     rows = -(-len(pictures) // cols)
@@ -89,6 +88,4 @@ def _gallery(pictures: list[tuple[str, Path]], path: Path) -> None:
     for ax, (tag, pic) in zip(axes.flat, pictures):
         ax.imshow(plt.imread(pic))
         ax.set_title(tag)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, path, dpi=100)

@@ -40,11 +40,11 @@ def run(recipe: str, overrides: list[str], root: Path) -> dict:
 
 def rates(recipe: str, steps: int, root: Path) -> tuple[float, float]:
     """(env steps/s with no updates, gradient updates/s) measured inside the DQN loop."""
-    common = ["data.algo.eval_every=0", "data.eval_episodes=1", f"data.algo.total_steps={steps}",
-              "train.log_every=1000000", "data.algo.stop_return=null"]
-    collect = run(recipe, [*common, f"data.algo.learning_starts={steps + 1}"], root)["fit"]
-    both = run(recipe, [*common, "data.algo.learning_starts=0", "data.algo.train_every=4",
-                        "data.algo.gradient_steps=1"], root)["fit"]
+    common = ["algo.eval_every=0", "data.eval_episodes=1", f"algo.total_steps={steps}",
+              "train.log_every=1000000", "algo.stop_return=null"]
+    collect = run(recipe, [*common, f"algo.learning_starts={steps + 1}"], root)["fit"]
+    both = run(recipe, [*common, "algo.learning_starts=0", "algo.train_every=4",
+                        "algo.gradient_steps=1"], root)["fit"]
     return collect["env_steps"] / collect["train_seconds"], both["updates"] / both["update_seconds"]
 
 
@@ -63,7 +63,7 @@ def main() -> None:
             env_rate, upd_rate = rates(recipe, steps, root)
             print(f"{recipe:>17}: {env_rate:8.0f} env steps/s (collection)   {upd_rate:7.0f} gradient updates/s")
         seeds = [0] if a.quick else [0, 1, 2]
-        extra = ["data.algo.total_steps=5000", "data.eval_episodes=10"] if a.quick else []
+        extra = ["algo.total_steps=5000", "data.eval_episodes=10"] if a.quick else []
         print("CartPole-v1 (recipes/dqn/cartpole.yaml):")
         for seed in seeds:
             r = run("cartpole", [f"train.seed={seed}", *extra], root)

@@ -61,8 +61,8 @@ def resolve_recipe(raw: dict) -> tuple[dict, object]:
     if "task" not in raw:
         raise R.RecipeError("missing required key 'task'")
     task = get_task(raw["task"])
-    recipe = R.validate(raw, {"data": task.DATA_SCHEMA or R.F(dict, {}),
-                              "augment": task.AUGMENT_SCHEMA or R.F(dict, {})})
+    recipe = R.validate(raw, task.sections(), engine_keys=task.ENGINE_KEYS, moved=task.MOVED,
+                        task=f"task {task.name}")
     return recipe, task
 
 

@@ -1,6 +1,8 @@
-"""The shared training loop: batches in a reproducible order, AMP, compile, accumulation,
-clipping, schedules, EMA, evaluation with early stopping, atomic checkpoints and exact resume,
-DDP under torchrun, a progress bar and metrics.jsonl (+ TensorBoard when installed).
+"""The supervised training loop: batches in a reproducible order, AMP, compile, accumulation,
+clipping, schedules, EMA and DDP under torchrun. Its lifecycle (position, atomic checkpoints and exact
+resume, evaluation with best weights and early stopping, the max_minutes deadline, metrics.jsonl
+(+ TensorBoard when installed), the progress bar) is the engine's `Loop` (zoo/engine/loop.py), which
+the DQN and PatchCore fits share; `Trainer.fit` supplies the batch step.
 
 Exact resume: the order of samples in epoch e is a permutation drawn from a generator seeded
 with (seed, e), so a checkpoint only needs (epoch, batch index) plus the model, optimiser,
@@ -22,8 +24,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from .loop import Loop
 from .optim import EMA, build_optimizer, build_scheduler
-from .state import load_checkpoint, rng_state, save_checkpoint, set_rng_state, to_device
+from .state import load_checkpoint, save_checkpoint, to_device
 
 
 @dataclass
@@ -201,7 +204,6 @@ class Trainer:
         self.logger = MetricLogger(ctx.run_dir, ctx.is_main)
         self.ckpt_dir = ctx.run_dir / "checkpoints" if ctx.run_dir else None
         self.history: list[dict] = []
-        self._best: dict | None = None  # best weights not yet written (see fit's checkpoint)
 
     # ------------------------------------------------------------------ checkpoints (also for custom fits)
     def save(self, name: str, payload: dict) -> None:
@@ -248,158 +250,106 @@ class Trainer:
             from ..deploy.distill import load_teacher
 
             ctx.extra["teacher"] = load_teacher(cfg["distill"], device)
-        pos = {"step": 0, "epoch": 0, "batch": 0, "best": None, "bad_evals": 0, "elapsed": 0.0}
-        ckpt = self.restore("last")
+        eval_every = max(1, int(round(cfg["eval_every"] * steps_per_epoch))) if cfg["eval_every"] else 0
+        # steps between validations (0: none before the end); the final weights are always validated, so
+        # that best-weights selection can pick the annealed end of a schedule
+        loop = Loop(ctx, total=total, unit="train", log_every=cfg["log_every"],
+                    eval_every=eval_every if data.val is not None else 0,
+                    ckpt_every=cfg["ckpt_every"] or steps_per_epoch, ckpt_min_seconds=cfg["ckpt_min_seconds"],
+                    eval_at_end=True, patience=cfg["early_stop"], position={"epoch": 0, "batch": 0})
+        pos = loop.pos
+        ckpt = loop.restore()
         if ckpt is not None:
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
             if ema is not None:
                 ema.load_state_dict(ckpt["ema"])
-            pos = ckpt["position"]
-            set_rng_state(ckpt["rng"])
         train_model = model
         if world > 1:
             train_model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
         if cfg["compile"]:
             train_model = torch.compile(train_model)
-
-        def checkpoint(name="last"):
-            # The best weights so far are kept in memory and written here, just before the position
-            # that records their score: one disk write per checkpoint, not one per improving
-            # evaluation (on Cora an epoch is ~9 ms and a synced write costs about as much), and
-            # best.pt and last.pt always agree after a crash.
-            if self._best is not None:
-                self.save("best", self._best)
-                self._best = None
-            self.save(name, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                             "scheduler": sched.state_dict(), "ema": ema.state_dict() if ema else None,
-                             "position": dict(pos), "rng": rng_state()})
-
-        # steps between validations (0: none before the end); the final weights are always validated, so
-        # that best-weights selection can pick the annealed end of a schedule
-        eval_every = max(1, int(round(cfg["eval_every"] * steps_per_epoch))) if cfg["eval_every"] else 0
-        ckpt_every = cfg["ckpt_every"] or steps_per_epoch
-        ckpt_gap, last_ckpt = cfg["ckpt_min_seconds"], time.monotonic()
-        start = time.monotonic() - pos["elapsed"]
-        budget = 60 * cfg["max_minutes"] if cfg["max_minutes"] else None
-
-        def budget_used() -> float:
-            """Elapsed share of train.max_minutes (a resumed run continues the same budget), the
-            largest over the ranks, so that every process changes its LR and stops at the same step."""
-            share = (time.monotonic() - start) / budget
-            if world > 1:
-                shared = torch.tensor([share], device=device)
-                dist.all_reduce(shared, op=dist.ReduceOp.MAX)
-                share = float(shared)
-            return share
-
-        bar = self.progress(total, pos["step"])
         profiler = None
         if cfg["profile"] and ctx.is_main and ctx.run_dir is not None:  # train.profile: a trace of a few steps
             from ..deploy.profile import TrainingProfiler
 
             profiler = TrainingProfiler(ctx.run_dir)
-        used = budget_used() if budget else 0.0
-        seen, t_log, running = 0, time.perf_counter(), []
-        stop = out_of_time = False
-        model.train()
-        while pos["step"] < total and not stop:
-            order = epoch_order(n, ctx.recipe["train"]["seed"], pos["epoch"])
-            while pos["batch"] < steps_per_epoch and pos["step"] < total:
-                idx = order[pos["batch"] * batch:(pos["batch"] + 1) * batch][rank::world]
-                b = to_device(fetch(data.train, idx), device)
-                boundary = (pos["step"] + 1) % accum == 0 or pos["step"] + 1 == total
-                ctx.progress = min(1.0, max(pos["step"] / total, used))
-                sync = contextlib.nullcontext() if (boundary or world == 1) else train_model.no_sync()
-                with sync, ctx.autocast():
-                    loss, logs = task.train_step(train_model, b, ctx)
-                    (loss / accum).backward()
-                used = budget_used() if budget else 0.0
-                if boundary:
-                    if cfg["grad_clip"]:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-                    if by_time:  # jump ahead to the elapsed share of the budget when that is further along
-                        ahead = int(used * (total // accum))
-                        sched.last_epoch = max(sched.last_epoch, ahead - 1)
-                    sched.step()
-                    if ema is not None:
-                        ema.update(model)
-                pos["step"] += 1
-                pos["batch"] += 1
-                seen += len(idx) * world
-                running.append(float(loss.detach()))
-                bar.update(1)
-                if profiler is not None:
-                    profiler.step()
-                if pos["step"] % cfg["log_every"] == 0 or pos["step"] == total:
-                    rate = seen / max(1e-9, time.perf_counter() - t_log)
-                    rec = {"step": pos["step"], "epoch": pos["epoch"], "loss": self._mean(running),
-                           "lr": opt.param_groups[0]["lr"], "samples_per_s": rate,
-                           **{k: float(v) for k, v in logs.items()}}
-                    self.log(rec)
-                    bar.set_postfix(loss=f"{rec['loss']:.4f}", rate=f"{rate:.0f}/s")
-                    seen, t_log, running = 0, time.perf_counter(), []
-                out_of_time = used >= 1.0
-                due = (eval_every and pos["step"] % eval_every == 0) or pos["step"] == total or out_of_time
-                if due and data.val is not None:
-                    stop = self._evaluate(ema.module if ema else model, data.val, pos, checkpoint)
-                    model.train()
-                pos["elapsed"] = time.monotonic() - start
-                if boundary and pos["step"] % ckpt_every == 0 and time.monotonic() - last_ckpt >= ckpt_gap:
-                    checkpoint()
-                    last_ckpt = time.monotonic()
-                if stop or out_of_time:
-                    stop = True
-                    break
+        order, order_epoch = None, None
+        meter = {"seen": 0, "t": time.perf_counter(), "losses": []}
+
+        def step() -> int:
+            """One batch: forward, backward, and on an accumulation boundary the optimiser, schedule and EMA."""
+            nonlocal order, order_epoch
             if pos["batch"] >= steps_per_epoch:
                 pos["epoch"] += 1
                 pos["batch"] = 0
-        bar.close()
+            if order_epoch != pos["epoch"]:  # the epoch's sample order, a function of (seed, epoch)
+                order, order_epoch = epoch_order(n, cfg["seed"], pos["epoch"]), pos["epoch"]
+            idx = order[pos["batch"] * batch:(pos["batch"] + 1) * batch][rank::world]
+            b = to_device(fetch(data.train, idx), device)
+            boundary = (pos["step"] + 1) % accum == 0 or pos["step"] + 1 == total
+            ctx.progress = min(1.0, max(pos["step"] / total, loop.used))
+            sync = contextlib.nullcontext() if (boundary or world == 1) else train_model.no_sync()
+            with sync, ctx.autocast():
+                loss, logs = task.train_step(train_model, b, ctx)
+                (loss / accum).backward()
+            used = loop.time_used()
+            loop.at_boundary = boundary
+            if boundary:
+                if cfg["grad_clip"]:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                if by_time:  # jump ahead to the elapsed share of the budget when that is further along
+                    ahead = int(used * (total // accum))
+                    sched.last_epoch = max(sched.last_epoch, ahead - 1)
+                sched.step()
+                if ema is not None:
+                    ema.update(model)
+            pos["batch"] += 1
+            meter["seen"] += len(idx) * world
+            meter["losses"].append(float(loss.detach()))
+            meter["logs"] = logs
+            if profiler is not None:
+                profiler.step()
+            return 1
+
+        def record() -> dict:
+            rate = meter["seen"] / max(1e-9, time.perf_counter() - meter["t"])
+            rec = {"step": pos["step"], "epoch": pos["epoch"], "loss": self._mean(meter["losses"]),
+                   "lr": opt.param_groups[0]["lr"], "samples_per_s": rate,
+                   **{k: float(v) for k, v in meter["logs"].items()}}
+            loop.show(loss=f"{rec['loss']:.4f}", rate=f"{rate:.0f}/s")
+            meter.update(seen=0, t=time.perf_counter(), losses=[])
+            return rec
+
+        def evaluate() -> dict:
+            net = ema.module if ema else model
+            net.eval()
+            with torch.no_grad(), ctx.autocast():
+                metrics = task.evaluate(net, data.val, ctx)
+            model.train()
+            return metrics
+
+        def state() -> dict:
+            return {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "ema": ema.state_dict() if ema else None}
+
+        model.train()
+        info = loop.run(step, state=state, record=record, evaluate=evaluate if data.val is not None else None,
+                        keep=ema.module if ema else model)
         if profiler is not None:
             profiler.close()
-        pos["elapsed"] = time.monotonic() - start
-        checkpoint()
         if ema is not None:
             model.load_state_dict(ema.state_dict())
-        if pos["best"] is not None and self.ckpt_dir is not None and (self.ckpt_dir / "best.pt").is_file():
-            model.load_state_dict(load_checkpoint(self.ckpt_dir / "best.pt")["model"])
+        loop.load_best(model)
         epochs = pos["epoch"] + pos["batch"] / steps_per_epoch
-        info = {"train_seconds": pos["elapsed"], "steps": pos["step"], "epochs": epochs, "planned_steps": total}
-        if out_of_time and pos["step"] < total:
-            info["stopped_by"] = "max_minutes"  # the safety stop fired: fewer steps than the recipe defines
-        return info
+        return {**info, "steps": pos["step"], "epochs": epochs, "planned_steps": total}
 
     def _mean(self, values: list[float]) -> float:
         v = torch.tensor([sum(values), len(values)], dtype=torch.float64)
         if self.ctx.world_size > 1:
             dist.all_reduce(v)  # the logged loss is the mean over every rank's batches
         return float(v[0] / max(1, v[1]))
-
-    def _evaluate(self, model, dataset, pos: dict, checkpoint) -> bool:
-        """Evaluate on rank 0, share the result, keep the best weights; True means stop early."""
-        ctx, task = self.ctx, self.ctx.task
-        metrics = [None]
-        if ctx.is_main:
-            model.eval()
-            with torch.no_grad(), ctx.autocast():
-                metrics[0] = {k: float(v) for k, v in task.evaluate(model, dataset, ctx).items()}
-        if ctx.world_size > 1:
-            dist.broadcast_object_list(metrics, src=0)
-        m = metrics[0]
-        self.log({"step": pos["step"], "epoch": pos["epoch"], "split": "val", **m})
-        key = task.main_metric
-        if key not in m:
-            return False
-        better = pos["best"] is None or (m[key] > pos["best"] if task.mode == "max" else m[key] < pos["best"])
-        if better:
-            pos["best"], pos["bad_evals"] = m[key], 0
-            state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}  # off the GPU
-            self._best = {"model": state, "metrics": m, "step": pos["step"]}
-        else:
-            pos["bad_evals"] += 1
-        patience = self.cfg["early_stop"]
-        return bool(patience and pos["bad_evals"] >= patience)

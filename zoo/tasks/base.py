@@ -37,6 +37,7 @@ class Data:
     val: Any = None
     test: Any = None
     info: dict = field(default_factory=dict)  # num_classes, in_chans, labels, input_spec, ...
+    fitted: Any = None  # what `fit` learnt for the card besides the weights: a zoo.specs.FitSpec, or None
 
 
 class TensorBatches:
@@ -65,9 +66,17 @@ class Task:
     mode: str = "min"  # "max" when higher main_metric is better
     DATA_SCHEMA: dict | None = None  # schema of the recipe's data section (zoo.recipes.F fields)
     AUGMENT_SCHEMA: dict | None = None
+    # engine sections this task uses only in part: {"train": (keys it reads), "optim": ()}; other keys are refused
+    ENGINE_KEYS: dict[str, tuple[str, ...]] = {}
+    MOVED: dict[str, str] = {}  # {old key path: new one}: refused with where the key lives now
     # overrides that make any of this task's recipes run a few steps in seconds (the CI smoke test)
     smoke_overrides: tuple[str, ...] = ("train.max_steps=4", "train.log_every=1")
     smoke_loss_decreases: bool = True  # the smoke test checks the loss went down over those steps
+
+    def sections(self) -> dict[str, dict | None]:
+        """The recipe sections this task owns, with their schemas (None: any mapping): data, and augment where
+        the task has an `AUGMENT_SCHEMA`; a task with its own hyper-parameters adds a section (dqn's `algo`)."""
+        return {"data": self.DATA_SCHEMA, **({"augment": self.AUGMENT_SCHEMA} if self.AUGMENT_SCHEMA else {})}
 
     # ----------------------------------------------------------------- data and model
     def build_data(self, cfg: dict, ctx) -> Data:
@@ -78,8 +87,9 @@ class Task:
         return {}
 
     def card_extras(self, data: Data) -> dict:
-        """What goes into the weight card besides metrics: input_spec, labels, datasets."""
-        return {k: data.info[k] for k in ("input_spec", "labels") if k in data.info}
+        """What goes into the weight card besides metrics: input_spec, labels, and what `fit` set on `data.fitted`."""
+        out = {k: data.info[k] for k in ("input_spec", "labels") if k in data.info}
+        return {**out, **(data.fitted.to_card() if data.fitted is not None else {})}
 
     def build_augment(self, cfg: dict, data: Data, device) -> Any:
         return None

@@ -30,14 +30,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from zoo.drawing import pyplot, save
 from zoo.engine import sequential_batches
 from zoo.families.bev import data as D
-from zoo.recipes import NUM, OPT_STR, fields_from_defaults
+from zoo.families.bev.augment import RigAugment
+from zoo.recipes import NUM, OPT_STR, fields_from_signature
 from zoo.recipes import F as Field
 from zoo.tasks.base import Data, Task, TensorBatches, unwrap
 
-AUGMENT_DEFAULTS = {"rotate_degrees": 22.5, "flip_p": 0.5, "scale": [0.95, 1.05], "photometric": True,
-                    "color_jitter": [0.3, 0.3, 0.3, 0.05]}
+# the recipe's augment keys are RigAugment's arguments, with its defaults and docs (bev_range follows the data)
+AUGMENT_FIELDS = fields_from_signature(RigAugment, exclude=("bev_range", "label_fill"))
 CENTRE_SIGMA_CELLS = 1.0
 PEAK_THRESHOLD = 0.3
 MATCH_CELLS = 2.0
@@ -215,7 +217,7 @@ class BevSegmentation(Task):
         "dice_weight": Field(NUM, 1.0, "weight of the soft-Dice loss", ge=0),
         "depth_weight": Field(NUM, 1.0, "weight of the per-pixel depth loss (where the data has depth maps)", ge=0),
     }
-    AUGMENT_SCHEMA = {"enabled": Field(bool, True), **fields_from_defaults(AUGMENT_DEFAULTS)}
+    AUGMENT_SCHEMA = {"enabled": Field(bool, True), **AUGMENT_FIELDS}
 
     # ----------------------------------------------------------------- data
     def build_data(self, cfg: dict, ctx) -> Data:
@@ -291,8 +293,6 @@ class BevSegmentation(Task):
     def build_augment(self, cfg: dict, data: Data, device):
         if not cfg["enabled"]:
             return None
-        from zoo.families.bev.augment import RigAugment
-
         if len(cfg["scale"]) != 2 or not 0 < cfg["scale"][0] <= cfg["scale"][1]:
             raise ValueError(f"augment.scale must be [low, high] with 0 < low <= high, got {cfg['scale']}")
         ds = data.train
@@ -448,11 +448,10 @@ def _draw_box(ax, corners_cam: np.ndarray, k: np.ndarray, colour: str) -> None:
 def draw_scene(scene: dict, i: int, out: dict, path: Path, net) -> Path:
     """Cameras (top: front-left, front, front-right; bottom: back-left, back, back-right) with boxes fitted to
     the predicted occupancy (red) and the true boxes (green), then the predicted and true BEV maps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Rectangle
+
+    plt = pyplot()
 
     prob = out["seg"][i].float().sigmoid().cpu().numpy()  # (K, X, Y)
     k_cls = prob.shape[0]
@@ -489,7 +488,7 @@ def draw_scene(scene: dict, i: int, out: dict, path: Path, net) -> Path:
         ax = fig.add_subplot(grid[:, cols + col])
         # Forward (x) up and left (y) to the left, as seen from above: rows and columns both flip.
         ax.imshow(m[::-1, ::-1], cmap=cmap, vmin=0, vmax=k_cls, extent=(y1, y0, x0, x1), interpolation="nearest")
-        ax.add_patch(matplotlib.patches.Rectangle((-0.95, -1.0), 1.9, 4.5, color="white"))  # the ego car
+        ax.add_patch(Rectangle((-0.95, -1.0), 1.9, 4.5, color="white"))  # the ego car
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("y (m, left +)", fontsize=7)
         ax.set_ylabel("x (m, forward +)", fontsize=7)
@@ -505,10 +504,7 @@ def draw_scene(scene: dict, i: int, out: dict, path: Path, net) -> Path:
     handles += [Patch(color=cmap(0), label="BEV: background"),
                 Patch(facecolor="white", edgecolor="grey", label="ego car")]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=80, rect=(0, 0.06, 1, 1))
 
 
 TASK = BevSegmentation()

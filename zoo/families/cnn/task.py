@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from zoo.data import images as I
+from zoo.drawing import pyplot, save
 from zoo.engine import sequential_batches
 from zoo.recipes import NUM, OPT_STR, PROB
 from zoo.recipes import F as Field
@@ -462,18 +463,9 @@ def confusion_matrix(pred: torch.Tensor, labels: torch.Tensor, num_classes: int)
     return torch.bincount(labels * num_classes + pred, minlength=num_classes**2).view(num_classes, num_classes)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def draw_confusion(matrix: torch.Tensor, classes: list[str], path: Path, title: str = "") -> Path:
     """Row-normalised confusion matrix with counts in the cells (for up to 30 classes)."""
-    plt = _pyplot()
+    plt = pyplot()
     k = len(classes)
     rates = matrix.float() / matrix.sum(1, keepdim=True).clamp_min(1)
     side = max(4.0, 0.55 * k + 2)
@@ -491,10 +483,7 @@ def draw_confusion(matrix: torch.Tensor, classes: list[str], path: Path, title: 
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=100)
 
 
 LOW_CONFIDENCE = 0.5  # a top probability below this gets a note under the image
@@ -506,7 +495,7 @@ def draw_predictions(images: torch.Tensor, top_i: torch.Tensor, top_p: torch.Ten
     true label is known and the top-1 guess is right/wrong; "unsure" when the top probability is below
     LOW_CONFIDENCE). A single image is drawn alone at a readable size. `total`: how many images were
     classified in all (the grid may show only the first ones)."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(images)
     cols = max(1, min(cols, n))
     rows = max(1, math.ceil(n / cols))
@@ -537,10 +526,7 @@ def draw_predictions(images: torch.Tensor, top_i: torch.Tensor, top_p: torch.Ten
     if known:
         head += f"; {wrong} wrong of {known} labelled" + (" (shown first)" if wrong and n > 1 else "")
     fig.suptitle(head, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=90)
 
 
 TASK = ClassificationTask()

@@ -15,13 +15,14 @@ Terminated vs truncated: an episode that *terminated* (the MDP ended) has no val
 step, so its TD target is r alone; one that was *truncated* (a time limit) still bootstraps from
 its final observation, which same-step autoreset hands over in info["final_obs"].
 
-Recipe: the engine sections hold what they already mean here (optim.lr, schedule, train.batch_size,
-train.grad_clip, train.seed, train.threads, train.max_minutes, train.log_every and train.ckpt_every
-in env steps). The environment and evaluation protocol are in `data`, the algorithm's
-hyper-parameters in `data.algo` (the recipe schema has no task-owned "algo" section).
+Recipe: the engine sections hold what they already mean here (optim, schedule, and of train only
+`RLTask.ENGINE_KEYS["train"]`: batch_size, grad_clip, seed, threads, max_minutes, and log_every /
+ckpt_every in env steps; any other train key, such as epochs or ema, is refused). The environment and
+evaluation protocol are in `data`, the algorithm's hyper-parameters in the task's own `algo` section
+(`data.algo` before: refused with a pointer to `algo`).
 
 Resume (`zoo train --resume RUN`): the checkpoint holds the online and target networks, optimiser,
-scheduler, counters, the replay buffer (unless `data.algo.save_buffer: false`), the exploration
+scheduler, counters, the replay buffer (unless `algo.save_buffer: false`), the exploration
 generator, the global RNGs, the episode statistics and the current observations. When the vector
 env survives a pickle round trip (classic control, MinAtar: checked at start-up), a snapshot of it
 (simulator state and env RNGs) is stored too, and a resumed run is bit-identical to an unbroken
@@ -43,12 +44,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from zoo.drawing import pyplot, save
+from zoo.engine.loop import Loop
 from zoo.engine.optim import build_optimizer, build_scheduler
-from zoo.engine.state import rng_state, set_rng_state
 from zoo.families.dqn.data import EnvSource, env_source, is_atari
 from zoo.recipes import NUM, PROB
 from zoo.recipes import F as Field
+from zoo.specs import ReturnCurves
 from zoo.tasks.base import Data, Task
+
+LOSSES = ("huber", "mse")
+
+
+def _one_of(value: str, names: tuple[str, ...]) -> None:
+    if value not in names:
+        raise ValueError(f"expected one of {', '.join(names)}, got {value!r}")
+
 
 ALGO_SCHEMA = {
     "total_steps": Field(int, 50_000, "environment steps, summed over the vectorised envs", ge=1),
@@ -61,7 +72,7 @@ ALGO_SCHEMA = {
     "double": Field(bool, True, "Double DQN: the online net picks the next action, the target net values it"),
     "target_update": Field(int, 1_000, "updates between hard target copies (when tau == 1)", ge=1),
     "tau": Field(NUM, 1.0, "Polyak factor applied every update when < 1", gt=0, le=1),
-    "loss": Field(str, "huber", "huber | mse"),
+    "loss": Field(str, "huber", "huber | mse", check=lambda v: _one_of(v, LOSSES)),
     "eps_start": Field(NUM, 1.0, **PROB),
     "eps_end": Field(NUM, 0.05, **PROB),
     "eps_fraction": Field(NUM, 0.1, "fraction of total_steps over which epsilon decays linearly", **PROB),
@@ -72,9 +83,6 @@ ALGO_SCHEMA = {
     "stop_return": Field((int, float, type(None)), None, "stop once an evaluation during training reaches it"),
     "save_buffer": Field(bool, True, "store the replay buffer in checkpoints (exact resume)"),
 }
-
-LOSSES = ("huber", "mse")
-
 
 class ReplayBuffer:
     """Transitions of E parallel envs in a time-major ring of preallocated tensors, slot (t, e).
@@ -207,6 +215,24 @@ def run_episodes(model, source: EnvSource, episodes: int, seed: int, epsilon: fl
             "return_max": float(r.max()), "length_mean": float(np.mean(lengths)), "episodes": float(len(r))}
 
 
+def td_targets(model, target, sample, double: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Q(s, a), TD target y) in float32 for a replay minibatch (obs, actions, n-step returns, bootstrap obs,
+    bootstrap discount): y = returns + discount * V(bootstrap obs), where V is the target network's value of
+    the online network's greedy action (Double DQN) or the target network's own maximum."""
+    o, a, ret, nxt, disc = sample
+    o, nxt = o.float(), nxt.float()
+    if double:  # one online pass over both halves; only the first half gets gradients
+        q_all = model(torch.cat([o, nxt]))
+        q, next_pick = q_all[:len(o)], q_all[len(o):].detach().argmax(1, keepdim=True)
+    else:
+        q = model(o)
+    q = q.gather(1, a.unsqueeze(1)).squeeze(1).float()
+    with torch.no_grad():
+        next_q = target(nxt).float()
+        next_v = next_q.gather(1, next_pick).squeeze(1) if double else next_q.max(1).values
+        return q, ret + disc * next_v
+
+
 def _env_snapshot_works(source: EnvSource) -> bool:
     """True when a pickled copy of the env continues exactly as the original (checked on a few steps)."""
     try:
@@ -225,26 +251,11 @@ def _env_snapshot_works(source: EnvSource) -> bool:
         return False
 
 
-def _check_config(cfg: dict, batch_size: int) -> None:
-    algo = cfg["algo"]
-    checks = [
-        (cfg["num_envs"] >= 1, "data.num_envs must be >= 1"),
-        (algo["total_steps"] >= 1, "data.algo.total_steps must be >= 1"),
-        (algo["n_step"] >= 1, "data.algo.n_step must be >= 1"),
-        (algo["train_every"] >= 1, "data.algo.train_every must be >= 1"),
-        (algo["gradient_steps"] >= 1, "data.algo.gradient_steps must be >= 1"),
-        (algo["target_update"] >= 1, "data.algo.target_update must be >= 1"),
-        (0.0 < algo["tau"] <= 1.0, f"data.algo.tau must be in (0, 1], got {algo['tau']}"),
-        (0.0 <= algo["gamma"] <= 1.0, f"data.algo.gamma must be in [0, 1], got {algo['gamma']}"),
-        (algo["loss"] in LOSSES, f"data.algo.loss must be one of {LOSSES}, got {algo['loss']!r}"),
-        (cfg["vector"] in ("sync", "async"), f"data.vector must be sync or async, got {cfg['vector']!r}"),
-        (algo["buffer_size"] >= 2 * cfg["num_envs"] * algo["n_step"],
-         "data.algo.buffer_size must hold at least 2 * num_envs * n_step transitions"),
-        (batch_size >= 1, "train.batch_size must be >= 1"),
-    ]
-    for ok, msg in checks:
-        if not ok:
-            raise ValueError(msg)
+def _check_config(cfg: dict, algo: dict) -> None:
+    """What the schemas cannot say alone (ranges and names are checked where the keys are declared)."""
+    if algo["buffer_size"] < 2 * cfg["num_envs"] * algo["n_step"]:
+        raise ValueError(f"algo.buffer_size={algo['buffer_size']} must hold at least 2 * data.num_envs * "
+                         f"algo.n_step = {2 * cfg['num_envs'] * algo['n_step']} transitions")
 
 
 class RLTask(Task):
@@ -256,21 +267,28 @@ class RLTask(Task):
         "env_kwargs": Field(dict, {}, "keyword arguments for gymnasium.make / the env class"),
         "max_episode_steps": Field((int, type(None)), None, "extra time limit (truncation)", ge=1),
         "num_envs": Field(int, 4, "vectorised training envs", ge=1),
-        "vector": Field(str, "sync", "sync | async (async: no env snapshot in checkpoints)"),
+        "vector": Field(str, "sync", "sync | async (async: no env snapshot in checkpoints)",
+                        check=lambda v: _one_of(v, ("sync", "async"))),
         "eval_episodes": Field(int, 100, "episodes of the final evaluation (and of zoo eval)", ge=1),
         "eval_seed": Field(int, 1_000_000, "seed of the evaluation episodes (apart from training seeds)"),
         "eval_epsilon": Field(NUM, 0.0, "exploration during evaluation (0.05 is usual on Atari)", **PROB),
         "eval_num_envs": Field(int, 10, "vectorised evaluation envs", ge=1),
-        "algo": ALGO_SCHEMA,
     }
-    smoke_overrides = ("data.algo.total_steps=64", "data.algo.learning_starts=32", "data.algo.buffer_size=256",
-                       "data.algo.eval_every=0", "data.num_envs=2", "data.eval_episodes=1",
-                       "data.eval_num_envs=1", "train.log_every=16", "train.ckpt_every=32")
+    ENGINE_KEYS = {"train": ("batch_size", "grad_clip", "amp", "seed", "deterministic", "device", "threads",
+                             "log_every", "ckpt_every", "ckpt_min_seconds", "max_minutes")}
+    MOVED = {"data.algo": "algo"}
+    smoke_overrides = ("algo.total_steps=64", "algo.learning_starts=32", "algo.buffer_size=256", "algo.eval_every=0",
+                       "data.num_envs=2", "data.eval_episodes=1", "data.eval_num_envs=1", "train.log_every=16",
+                       "train.ckpt_every=32")
     smoke_loss_decreases = False  # TD targets move with the target network: the loss need not fall in 64 steps
+
+    def sections(self) -> dict:
+        """data (the environment and the evaluation protocol) and algo (DQN's hyper-parameters)."""
+        return {"data": self.DATA_SCHEMA, "algo": ALGO_SCHEMA}
 
     # ----------------------------------------------------------------- data and model
     def build_data(self, cfg: dict, ctx) -> Data:
-        _check_config(cfg, ctx.recipe["train"]["batch_size"])
+        _check_config(cfg, ctx.recipe["algo"])
         src = env_source(cfg["env"], cfg["env_kwargs"], cfg["max_episode_steps"])
         self._check_pretrained_spaces(ctx.recipe["model"], src)
         evals = EvalEnvs(src, cfg["eval_episodes"], cfg["eval_seed"], cfg["eval_epsilon"], cfg["eval_num_envs"])
@@ -302,17 +320,15 @@ class RLTask(Task):
 
     def card_extras(self, data: Data) -> dict:
         out = {"input_spec": data.info["input_spec"], "labels": None}
-        for key in ("return_curve", "eval_curve"):  # training returns; greedy evaluations during training
-            if key in data.info:
-                out[key] = data.info[key]
-        return out
+        return {**out, **(data.fitted.to_card() if data.fitted is not None else {})}  # the ReturnCurves
 
     # ----------------------------------------------------------------- training
     def fit(self, model, data: Data, ctx) -> dict:
-        cfg, tcfg = ctx.recipe["data"], ctx.recipe["train"]
-        algo = cfg["algo"]
+        """DQN's steps (collect, update, evaluate) run by the engine's `Loop`, which owns the position in env
+        steps, checkpoints, best weights, the deadline and the logs."""
+        cfg, tcfg, algo = ctx.recipe["data"], ctx.recipe["train"], ctx.recipe["algo"]
         src: EnvSource = data.train
-        device, trainer = ctx.device, ctx.trainer
+        device = ctx.device
         num_envs, total, batch = cfg["num_envs"], algo["total_steps"], tcfg["batch_size"]
         model.to(device).train()
         target = copy.deepcopy(model).eval().requires_grad_(False)
@@ -324,61 +340,42 @@ class RLTask(Task):
         gen = torch.Generator().manual_seed(tcfg["seed"])
         envs = src.make_vector(num_envs, asynchronous=cfg["vector"] == "async")
         snapshots = cfg["vector"] == "sync" and _env_snapshot_works(src)
-        pos = {"step": 0, "updates": 0, "episodes": 0, "since_update": 0, "elapsed": 0.0, "update_seconds": 0.0,
-               "best": None, "evals": 0, "stopped_early": False}
-        ep_ret, ep_len = np.zeros(num_envs), np.zeros(num_envs, dtype=np.int64)
-        curve: list[list[float]] = []
-        best_state = None
-        ckpt = trainer.restore("last")
+        loop = Loop(ctx, total=total, unit="env steps", log_every=tcfg["log_every"],
+                    eval_every=algo["eval_every"], ckpt_every=tcfg["ckpt_every"] or max(num_envs, total // 10),
+                    ckpt_min_seconds=tcfg["ckpt_min_seconds"], stop_at=algo["stop_return"],
+                    position={"updates": 0, "episodes": 0, "since_update": 0, "update_seconds": 0.0})
+        pos = loop.pos
+        run = {"envs": envs, "ep_ret": np.zeros(num_envs), "ep_len": np.zeros(num_envs, dtype=np.int64),
+               "curve": [], "losses": [], "qs": [], "finished": []}
+        ckpt = loop.restore()
         if ckpt is None:
-            obs, _ = envs.reset(seed=tcfg["seed"])
+            run["obs"], _ = envs.reset(seed=tcfg["seed"])
         else:
             model.load_state_dict(ckpt["model"])
             target.load_state_dict(ckpt["target"])
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
-            pos, curve, best_state = ckpt["position"], ckpt["curve"], ckpt["best_model"]
+            run["curve"] = ckpt["curve"]
             gen.set_state(ckpt["generator"])
-            set_rng_state(ckpt["rng"])
             if ckpt["buffer"] is not None:
                 buffer.load_state_dict(ckpt["buffer"])
             if ckpt["envs"] is not None:
                 envs.close()
-                envs = pickle.loads(ckpt["envs"].numpy().tobytes())
-                obs = ckpt["obs"].numpy()
-                ep_ret, ep_len = ckpt["ep_ret"].numpy().copy(), ckpt["ep_len"].numpy().copy()
+                run["envs"] = pickle.loads(ckpt["envs"].numpy().tobytes())
+                run["obs"] = ckpt["obs"].numpy()
+                run["ep_ret"], run["ep_len"] = ckpt["ep_ret"].numpy().copy(), ckpt["ep_len"].numpy().copy()
             else:  # the interrupted episodes cannot be rebuilt: start new ones, seeded by the step count
-                obs, _ = envs.reset(seed=tcfg["seed"] + 7919 * pos["step"])
-
-        def checkpoint() -> None:
-            trainer.save("last", {
-                "model": model.state_dict(), "target": target.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "position": dict(pos), "curve": curve, "best_model": best_state,
-                "generator": gen.get_state(), "rng": rng_state(),
-                "buffer": buffer.state_dict() if algo["save_buffer"] else None,
-                "envs": torch.frombuffer(bytearray(pickle.dumps(envs)), dtype=torch.uint8) if snapshots else None,
-                "obs": torch.from_numpy(np.asarray(obs).copy()), "ep_ret": torch.from_numpy(ep_ret.copy()),
-                "ep_len": torch.from_numpy(ep_len.copy())})
+                run["obs"], _ = envs.reset(seed=tcfg["seed"] + 7919 * pos["step"])
 
         def epsilon(step: int) -> float:
             decay = max(1.0, algo["eps_fraction"] * total)
             return algo["eps_end"] + (algo["eps_start"] - algo["eps_end"]) * max(0.0, 1.0 - step / decay)
 
-        def update() -> tuple[torch.Tensor, torch.Tensor]:
-            o, a, ret, nxt, disc = buffer.sample(batch, algo["n_step"], algo["gamma"], gen)
-            o, a, ret, nxt, disc = (x.to(device, non_blocking=True) for x in (o, a, ret, nxt, disc))
-            o, nxt = o.float(), nxt.float()
+        def update() -> None:
+            """One TD update on a replay minibatch, then the target network's copy or Polyak step."""
+            sample = buffer.sample(batch, algo["n_step"], algo["gamma"], gen)
             with ctx.autocast():
-                if algo["double"]:  # one online pass over both halves; only the first half gets gradients
-                    q_all = model(torch.cat([o, nxt]))
-                    q, next_pick = q_all[:batch], q_all[batch:].detach().argmax(1, keepdim=True)
-                else:
-                    q = model(o)
-                q = q.gather(1, a.unsqueeze(1)).squeeze(1).float()
-                with torch.no_grad():
-                    next_q = target(nxt).float()
-                    next_v = next_q.gather(1, next_pick).squeeze(1) if algo["double"] else next_q.max(1).values
-                    y = ret + disc * next_v
+                q, y = td_targets(model, target, [x.to(device, non_blocking=True) for x in sample], algo["double"])
             loss = F.smooth_l1_loss(q, y) if algo["loss"] == "huber" else F.mse_loss(q, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -393,21 +390,14 @@ class RLTask(Task):
                         tp.lerp_(p, algo["tau"])
             elif pos["updates"] % algo["target_update"] == 0:
                 target.load_state_dict(model.state_dict())
-            return loss.detach(), q.detach().mean()
+            run["losses"].append(loss.detach())
+            run["qs"].append(q.detach().mean())
 
-        log_every, ckpt_every = tcfg["log_every"], tcfg["ckpt_every"] or max(num_envs, total // 10)
-        next_log = (pos["step"] // log_every + 1) * log_every
-        next_ckpt = (pos["step"] // ckpt_every + 1) * ckpt_every
-        eval_every = algo["eval_every"]
-        next_eval = (pos["step"] // eval_every + 1) * eval_every if eval_every else math.inf
-        start = time.monotonic() - pos["elapsed"]
-        deadline = start + 60 * tcfg["max_minutes"] if tcfg["max_minutes"] else None  # counted across a resume
-        losses, qs, finished = [], [], []
-        t_log, steps_log, updates_log = time.perf_counter(), pos["step"], pos["updates"]
-        bar = trainer.progress(total, min(pos["step"], total), desc="env steps")
-        while pos["step"] < total:
+        def step() -> int:
+            """Every env takes an epsilon-greedy action into the replay buffer; then the due rounds of updates."""
+            obs = run["obs"]
             actions = model.act(obs, epsilon(pos["step"]), gen).cpu().numpy()
-            next_obs, rewards, term, trunc, info = envs.step(actions)
+            next_obs, rewards, term, trunc, info = run["envs"].step(actions)
             done = term | trunc
             stored_next = next_obs
             if done.any():  # same-step autoreset: next_obs already starts the next episode there
@@ -416,74 +406,68 @@ class RLTask(Task):
                     stored_next[i] = info["final_obs"][i]
             learn_r = np.sign(rewards) if algo["reward_clip"] else rewards
             buffer.add(obs, actions, learn_r.astype(np.float32), stored_next, term, done)
+            ep_ret, ep_len = run["ep_ret"], run["ep_len"]
             ep_ret += rewards
             ep_len += 1
             for i in np.flatnonzero(done):
-                finished.append(float(ep_ret[i]))
+                run["finished"].append(float(ep_ret[i]))
                 ep_ret[i], ep_len[i] = 0.0, 0
             pos["episodes"] += int(done.sum())
-            obs = next_obs
-            pos["step"] += num_envs
-            bar.update(num_envs)
-            if pos["step"] >= algo["learning_starts"] and buffer.can_sample(algo["n_step"]):
+            run["obs"] = next_obs
+            if pos["step"] + num_envs >= algo["learning_starts"] and buffer.can_sample(algo["n_step"]):
                 pos["since_update"] += num_envs
                 t_update = time.perf_counter()
                 while pos["since_update"] >= algo["train_every"]:
                     pos["since_update"] -= algo["train_every"]
                     for _ in range(algo["gradient_steps"]):
-                        loss, q = update()
-                        losses.append(loss)
-                        qs.append(q)
+                        update()
                 pos["update_seconds"] += time.perf_counter() - t_update
-            if pos["step"] >= next_log or pos["step"] >= total:
-                next_log += log_every
-                now = time.perf_counter()
-                rec = {"step": pos["step"], "updates": pos["updates"], "episodes": pos["episodes"],
-                       "epsilon": epsilon(pos["step"]), "lr": opt.param_groups[0]["lr"],
-                       "steps_per_s": (pos["step"] - steps_log) / max(1e-9, now - t_log),
-                       "updates_per_s": (pos["updates"] - updates_log) / max(1e-9, now - t_log)}
-                if losses:
-                    rec["loss"] = float(torch.stack(losses).mean())
-                    rec["q_mean"] = float(torch.stack(qs).mean())
-                if finished:
-                    rec["return_mean"] = float(np.mean(finished))
-                    curve.append([pos["step"], rec["return_mean"]])
-                trainer.log(rec)
-                bar.set_postfix(ret=f"{rec.get('return_mean', float('nan')):.1f}", eps=f"{rec['epsilon']:.2f}")
-                losses, qs, finished = [], [], []
-                t_log, steps_log, updates_log = now, pos["step"], pos["updates"]
-            stop = False
-            if pos["step"] >= next_eval:
-                next_eval += eval_every
-                m = run_episodes(model, src, algo["eval_episodes"], cfg["eval_seed"] + 10_007 * (pos["evals"] + 1),
-                                 cfg["eval_epsilon"], cfg["eval_num_envs"])
-                pos["evals"] += 1
-                trainer.log({"step": pos["step"], "split": "val", **m})
-                if pos["best"] is None or m["return_mean"] > pos["best"]:
-                    pos["best"] = m["return_mean"]
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                    trainer.save("best", {"model": best_state, "metrics": m, "step": pos["step"]})
-                if algo["stop_return"] is not None and m["return_mean"] >= algo["stop_return"]:
-                    stop = pos["stopped_early"] = True
-            pos["elapsed"] = time.monotonic() - start
-            if stop or (deadline and time.monotonic() > deadline):
-                checkpoint()
-                break
-            if pos["step"] >= next_ckpt or pos["step"] >= total:
-                next_ckpt += ckpt_every
-                checkpoint()
-        bar.close()
-        envs.close()
-        if algo["keep_best"] and best_state is not None:
-            model.load_state_dict(best_state)
-        data.info["return_curve"] = _thin(curve, 100)
+            return num_envs
+
+        rates = {"t": time.perf_counter(), "step": pos["step"], "updates": pos["updates"]}
+
+        def record() -> dict:
+            now = time.perf_counter()
+            rec = {"step": pos["step"], "updates": pos["updates"], "episodes": pos["episodes"],
+                   "epsilon": epsilon(pos["step"]), "lr": opt.param_groups[0]["lr"],
+                   "steps_per_s": (pos["step"] - rates["step"]) / max(1e-9, now - rates["t"]),
+                   "updates_per_s": (pos["updates"] - rates["updates"]) / max(1e-9, now - rates["t"])}
+            if run["losses"]:
+                rec["loss"] = float(torch.stack(run["losses"]).mean())
+                rec["q_mean"] = float(torch.stack(run["qs"]).mean())
+            if run["finished"]:
+                rec["return_mean"] = float(np.mean(run["finished"]))
+                run["curve"].append([pos["step"], rec["return_mean"]])
+            loop.show(ret=f"{rec.get('return_mean', float('nan')):.1f}", eps=f"{rec['epsilon']:.2f}")
+            run.update(losses=[], qs=[], finished=[])
+            rates.update(t=now, step=pos["step"], updates=pos["updates"])
+            return rec
+
+        def evaluate() -> dict:
+            """Greedy episodes on seeds apart from the final evaluation's, new ones each time."""
+            return run_episodes(model, src, algo["eval_episodes"], cfg["eval_seed"] + 10_007 * (pos["evals"] + 1),
+                                cfg["eval_epsilon"], cfg["eval_num_envs"])
+
+        def state() -> dict:
+            return {"model": model.state_dict(), "target": target.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "curve": run["curve"], "generator": gen.get_state(),
+                    "buffer": buffer.state_dict() if algo["save_buffer"] else None,
+                    "envs": torch.frombuffer(bytearray(pickle.dumps(run["envs"])), dtype=torch.uint8)
+                    if snapshots else None,
+                    "obs": torch.from_numpy(np.asarray(run["obs"]).copy()),
+                    "ep_ret": torch.from_numpy(run["ep_ret"].copy()), "ep_len": torch.from_numpy(run["ep_len"].copy())}
+
+        info = loop.run(step, state=state, record=record, evaluate=evaluate if algo["eval_every"] else None,
+                        keep=model)
+        run["envs"].close()
+        if algo["keep_best"]:
+            loop.load_best(model)
         logged = _logged_curves(ctx.run_dir / "metrics.jsonl") if ctx.run_dir else None  # resumed runs too
-        if logged and logged["val"]:
-            data.info["eval_curve"] = _thin(logged["val"], 100)
-        return {"train_seconds": pos["elapsed"], "update_seconds": pos["update_seconds"],
-                "env_steps": pos["step"], "updates": pos["updates"],
-                "episodes": pos["episodes"], "best_eval_return": pos["best"], "stopped_early": pos["stopped_early"],
-                "env_snapshots": snapshots}
+        data.fitted = ReturnCurves(train=_thin(run["curve"], 100),
+                                   val=_thin(logged["val"], 100) if logged and logged["val"] else [])
+        return {**info, "update_seconds": pos["update_seconds"], "env_steps": pos["step"], "updates": pos["updates"],
+                "episodes": pos["episodes"], "best_eval_return": pos["best"],
+                "stopped_early": pos["stopped_by"] == "stop_at", "env_snapshots": snapshots}
 
     def evaluate(self, model, dataset: EvalEnvs, ctx) -> dict[str, float]:
         return run_episodes(model, dataset.source, dataset.episodes, dataset.seed, dataset.epsilon, dataset.num_envs)
@@ -529,11 +513,7 @@ class RLTask(Task):
 
     def draw_sample(self, model, out_path: Path) -> Path | None:
         """Four frames of a greedy episode with its return, as one PNG (the tour's gallery)."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         src = self._source_for(model, None)
         frames, ret, length = play_episode(model, src, seed=0, max_frames=40)
         picks = [frames[i] for i in np.linspace(0, len(frames) - 1, 4).astype(int)]
@@ -542,10 +522,7 @@ class RLTask(Task):
             ax.imshow(f)
             ax.axis("off")
         fig.suptitle(f"{src.env_id}: greedy episode, return {ret:.0f} in {length} steps")
-        fig.tight_layout()
-        fig.savefig(out_path, dpi=80)
-        plt.close(fig)
-        return Path(out_path)
+        return save(fig, out_path, dpi=80)
 
 
 def play_episode(model, source: EnvSource, seed: int = 0, max_frames: int = 400) -> tuple[list, float, int]:
@@ -615,8 +592,9 @@ def training_curve(model) -> dict | None:
     curve = _logged_curves(folder.parent / "metrics.jsonl")  # a run dir: <run>/model is the model's folder
     cfg_file = folder / "config.json"
     card = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
-    if curve is None and card.get("return_curve"):
-        curve = {"train": card["return_curve"], "val": card.get("eval_curve") or []}
+    published = ReturnCurves.from_card(card)
+    if curve is None and published is not None:
+        curve = {"train": published.train, "val": published.val}
     if curve is None:
         return None
     metrics = card.get("metrics") or {}
@@ -629,11 +607,7 @@ def training_curve(model) -> dict | None:
 def plot_curve(curve: dict, path: Path, title: str) -> Path:
     """Training returns (epsilon-greedy, what the agent met while learning), the greedy evaluations made during
     training, and the card's figure: the published weights' greedy return (mean and std over its episodes)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.8))
     tr = np.asarray(curve["train"], dtype=float)
     ax.plot(tr[:, 0], tr[:, 1], lw=1.2, color="tab:blue", alpha=0.8,
@@ -654,10 +628,7 @@ def plot_curve(curve: dict, path: Path, title: str) -> Path:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save(fig, path, dpi=100)
 
 
 TASK = RLTask()

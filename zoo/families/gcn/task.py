@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from zoo.drawing import pyplot, save
 from zoo.engine import Trainer
 from zoo.engine.state import seed_everything
 from zoo.families.gcn import data as G
@@ -256,10 +257,7 @@ def draw_embedding(hidden: torch.Tensor, pred: torch.Tensor, y: torch.Tensor, pa
     20 s of CPU for Cora's 2,708 nodes); graphs of more than 5,000 nodes fall back to "pca", the
     first two principal components, which is instant.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
@@ -300,10 +298,7 @@ def draw_embedding(hidden: torch.Tensor, pred: torch.Tensor, y: torch.Tensor, pa
                        label="wrong prediction", **dot)] if wrong.any() else []
     fig.legend(handles=handles, loc="center right", fontsize=9, frameon=False)
     fig.suptitle(f"{title}: {n} nodes")
-    fig.tight_layout(rect=(0, 0, 0.82, 1))
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return Path(path)
+    return save(fig, path, dpi=90, rect=(0, 0, 0.82, 1))
 
 
 TASK = NodeClassificationTask()

@@ -111,7 +111,7 @@ class NovelView(Task):
     mode = "max"
     smoke_overrides = ("train.max_steps=4", "train.log_every=1", "train.batch_size=256", "train.eval_every=1000",
                        "data.image_size=24", "data.eval_sizes=[24]", "data.max_train_views=4", "data.val_views=1",
-                       "data.max_eval_views=1", "data.samples_per_step=4096", "data.procedural.views=6",
+                       "data.max_eval_views=1", "render.samples_per_step=4096", "data.procedural.views=6",
                        "data.procedural.size=24")
     DATA_SCHEMA = {
         "source": Field(str, "lego", "lego | folder | procedural"),
@@ -127,15 +127,22 @@ class NovelView(Task):
         "max_eval_views": Field((int, type(None)), None, "cap on the views of the final evaluation", ge=1),
         "max_train_views": Field((int, type(None)), None, "use only the first k training views", ge=1),
         "background": Field(list, [1.0, 1.0, 1.0], "evaluation background colour"),
+        "pose_scale": Field(NUM, 1.0, "camera centres become (c - pose_offset) * pose_scale", gt=0),
+        "pose_offset": Field(list, [0.0, 0.0, 0.0]),
+        "procedural": {"views": Field(int, 40), "size": Field(int, 100), "seed": Field(int, 0)},
+    }
+    RENDER_SCHEMA = {  # how training renders: the task's own section, apart from the scene (data)
         "random_background": Field(bool, True, "train on random background colours"),
         "samples_per_step": Field((int, type(None)), 32768, "nerf: shade about this many samples per step "
                                                             "(fewer rays early on); null = the whole batch", ge=1),
         "occupancy_warmup": Field(int, 256, "nerf from pretrained weights: steps before the occupancy grid "
                                             "starts skipping empty space", ge=0),
-        "pose_scale": Field(NUM, 1.0, "camera centres become (c - pose_offset) * pose_scale", gt=0),
-        "pose_offset": Field(list, [0.0, 0.0, 0.0]),
-        "procedural": {"views": Field(int, 40), "size": Field(int, 100), "seed": Field(int, 0)},
     }
+    MOVED = {f"data.{key}": f"render.{key}" for key in RENDER_SCHEMA}
+
+    def sections(self) -> dict:
+        """data (the scene, its views and evaluation) and render (how training renders rays)."""
+        return {"data": self.DATA_SCHEMA, "render": self.RENDER_SCHEMA}
 
     # ----------------------------------------------------------------- data
     def _scene_dir(self, cfg: dict) -> Path:
@@ -216,22 +223,22 @@ class NovelView(Task):
         field = unwrap(model)
         if hasattr(field, "reset_occupancy") and not ctx.resume and bool((field.density_grid >= 0).any()):
             # Pretrained weights come with their scene's empty space; the new scene may fill it.
-            field.reset_occupancy(warmup=ctx.recipe["data"]["occupancy_warmup"])
+            field.reset_occupancy(warmup=ctx.recipe["render"]["occupancy_warmup"])
         result = ctx.trainer.fit(model, data)
         if hasattr(field, "half_precision_"):
             field.half_precision_()  # the published weights: tables in float16, evaluated as stored
         return result
 
     def train_step(self, model, batch, ctx):
-        cfg = ctx.recipe["data"]
+        cfg, render = ctx.recipe["data"], ctx.recipe["render"]
         field = unwrap(model)
         if hasattr(field, "on_train_step"):
             field.on_train_step()
         n = len(batch["rays_o"])
-        if cfg["samples_per_step"] and hasattr(field, "samples_per_ray"):
-            n = max(min(n, 64), min(n, int(cfg["samples_per_step"] / max(field.samples_per_ray, 1e-3))))
+        if render["samples_per_step"] and hasattr(field, "samples_per_ray"):
+            n = max(min(n, 64), min(n, int(render["samples_per_step"] / max(field.samples_per_ray, 1e-3))))
         rgba = batch["rgba"][:n]
-        if cfg["random_background"]:
+        if render["random_background"]:
             bg = torch.rand(n, 3, device=rgba.device)
         else:
             bg = torch.tensor(cfg["background"], device=rgba.device).expand(n, 3)

@@ -40,9 +40,11 @@ import numpy as np
 import torch
 
 from zoo.engine import sequential_batches
+from zoo.engine.loop import Loop
 from zoo.families.patchcore import data as A
 from zoo.recipes import OPT_STR
 from zoo.recipes import F as Field
+from zoo.specs import AnomalyThreshold
 from zoo.tasks.base import Data, Task, unwrap
 
 SOURCES = ("mvtec", "textures", "heldout", "fashion_mnist")
@@ -75,6 +77,9 @@ class AnomalyDetection(Task):
     # a handful of images: the smoke test fits and evaluates every recipe in seconds
     smoke_overrides = ("data.n_train=6", "data.n_test=2", "train.batch_size=4")
     smoke_loss_decreases = False  # nothing is trained by a loss
+    # one pass over the data, no optimiser: of the engine's sections only these train keys mean anything here
+    ENGINE_KEYS = {"train": ("batch_size", "eval_batch_size", "seed", "deterministic", "device", "threads"),
+                   "optim": (), "schedule": ()}
 
     # ----------------------------------------------------------------- data
     def build_data(self, cfg: dict, ctx) -> Data:
@@ -122,7 +127,7 @@ class AnomalyDetection(Task):
         return Data(train=fit, val=val, test=test, info=info)
 
     def card_extras(self, data: Data) -> dict:
-        return {k: data.info[k] for k in ("input_spec", "labels", "threshold") if k in data.info}
+        return super().card_extras(data)  # input_spec, labels, and the thresholds (an AnomalyThreshold)
 
     def finetune_overrides(self, data_path: str) -> list[str]:
         """`--data FOLDER` (MVTec layout or normal images only); `--data heldout` (no such folder here): the
@@ -133,16 +138,19 @@ class AnomalyDetection(Task):
 
     # ----------------------------------------------------------------- fitting
     def fit(self, model, data: Data, ctx) -> dict:
-        """One pass over the normal images -> coreset memory bank -> thresholds from held-out normals."""
+        """One step, run by the engine's `Loop` (resume, checkpoint, log): features of the normal images ->
+        coreset memory bank -> thresholds from the held-out normals."""
         net = unwrap(model).to(ctx.device).eval()
-        start = time.monotonic()
-        ckpt = ctx.trainer.restore("last")
+        loop = Loop(ctx, total=1, unit="memory bank", progress_bar=False, position={"stats": {}})
+        ckpt = loop.restore()
         if ckpt is not None:  # resumed: the bank was already built
             net.set_memory_bank(ckpt["memory_bank"])
             net.image_threshold.fill_(ckpt["image_threshold"])
             net.pixel_threshold.fill_(ckpt["pixel_threshold"])
-            stats = ckpt["stats"]
-        else:
+        quantile = data.info.get("threshold_quantile", 1.0)
+
+        def step() -> int:
+            start = time.monotonic()
             bs = ctx.recipe["train"]["batch_size"]
             bar = ctx.trainer.progress(math.ceil(len(data.train) / bs), desc="features")
             feats = []
@@ -156,21 +164,23 @@ class AnomalyDetection(Task):
             net.build_memory_bank(feats, seed=ctx.recipe["train"]["seed"])
             t_coreset = time.monotonic() - start - t_extract
             scores, peaks, _ = self._scores(net, data.val, ctx)
-            q = data.info.get("threshold_quantile", 1.0)
-            net.image_threshold.fill_(float(np.quantile(scores, q)))
-            net.pixel_threshold.fill_(float(np.quantile(peaks, q)))
-            stats = {"patches": len(feats), "memory_size": net.memory_size, "extract_seconds": t_extract,
-                     "coreset_seconds": t_coreset, "held_out_normals": len(data.val)}
-            ctx.trainer.save("last", {"memory_bank": net.memory_bank.cpu(), "stats": stats,
-                                      "image_threshold": float(net.image_threshold),
-                                      "pixel_threshold": float(net.pixel_threshold)})
-        threshold = {"image": float(net.image_threshold), "pixel": float(net.pixel_threshold),
-                     "quantile": data.info.get("threshold_quantile", 1.0), "held_out_normals": len(data.val)}
-        data.info["threshold"] = threshold
-        seconds = time.monotonic() - start
-        ctx.trainer.log({"step": 1, **stats, "image_threshold": threshold["image"],
-                         "pixel_threshold": threshold["pixel"], "fit_seconds": seconds})
-        return {"train_seconds": seconds, **stats}
+            net.image_threshold.fill_(float(np.quantile(scores, quantile)))
+            net.pixel_threshold.fill_(float(np.quantile(peaks, quantile)))
+            loop.pos["stats"] = {"patches": len(feats), "memory_size": net.memory_size, "extract_seconds": t_extract,
+                                 "coreset_seconds": t_coreset, "held_out_normals": len(data.val)}
+            return 1
+
+        def state() -> dict:
+            return {"memory_bank": net.memory_bank.cpu(), "image_threshold": float(net.image_threshold),
+                    "pixel_threshold": float(net.pixel_threshold)}
+
+        info = loop.run(step, state=state)
+        stats = loop.pos["stats"]
+        data.fitted = AnomalyThreshold(image=float(net.image_threshold), pixel=float(net.pixel_threshold),
+                                       quantile=quantile, held_out_normals=len(data.val))
+        ctx.trainer.log({"step": 1, **stats, "image_threshold": data.fitted.image,
+                         "pixel_threshold": data.fitted.pixel, "fit_seconds": info["train_seconds"]})
+        return {**info, **stats}
 
     @staticmethod
     def _scores(net, dataset, ctx, keep_maps: bool = False):

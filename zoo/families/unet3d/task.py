@@ -27,16 +27,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from zoo.augment.volume import VolumeAugment3D
 from zoo.deps import require
+from zoo.drawing import pyplot, save
 from zoo.families.unet3d import data as V
-from zoo.recipes import NUM, OPT_STR, PROB, fields_from_defaults
+from zoo.recipes import NUM, OPT_STR, PROB, fields_from_signature
 from zoo.recipes import F as Field
 from zoo.samples import sample_dir
 from zoo.tasks.base import Data, Task, unwrap
 
-AUGMENT_DEFAULTS = {"rotate_degrees": [15.0, 15.0, 15.0], "scale": [0.9, 1.1], "flip_axes": [0, 1, 2],
-                    "flip_p": 0.5, "gamma": [0.7, 1.5], "noise_std": 0.1, "bias_field": 0.3, "p_affine": 0.5,
-                    "p_gamma": 0.3, "p_noise": 0.15, "p_bias": 0.3}
+# the recipe's augment keys are VolumeAugment3D's arguments, with its defaults and docs
+AUGMENT_FIELDS = fields_from_signature(VolumeAugment3D, exclude=("bias_order", "label_fill"))
 
 
 def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1e-5) -> tuple[torch.Tensor, dict]:
@@ -100,7 +101,7 @@ class VolumeSegmentation(Task):
         "num_classes": Field((int, type(None)), None, "folder: classes (default: largest label + 1)"),
         "labels": Field((list, type(None)), None, "folder: class names (default: class0, class1, ...)"),
     }
-    AUGMENT_SCHEMA = {"enabled": Field(bool, True), **fields_from_defaults(AUGMENT_DEFAULTS)}
+    AUGMENT_SCHEMA = {"enabled": Field(bool, True), **AUGMENT_FIELDS}
 
     # ----------------------------------------------------------------- data
     def build_data(self, cfg: dict, ctx) -> Data:
@@ -224,9 +225,7 @@ class VolumeSegmentation(Task):
     def build_augment(self, cfg: dict, data: Data, device):
         if not cfg.get("enabled", True):
             return None
-        from zoo.augment.volume import VolumeAugment3D
-
-        params = {k: cfg.get(k, v) for k, v in AUGMENT_DEFAULTS.items()}
+        params = {k: cfg[k] for k in AUGMENT_FIELDS}
         params["scale"], params["gamma"] = tuple(params["scale"]), tuple(params["gamma"])
         return VolumeAugment3D(**params).to(device)
 
@@ -379,12 +378,10 @@ def draw_slices(image: np.ndarray, labels: np.ndarray, path: Path, names: list[s
     Each panel is the slice across one array axis; its rows are the later remaining axis drawn
     bottom-up (superior / anterior on top for RAS volumes such as MNI152).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
+
+    plt = pyplot()
 
     if centre is None:
         fg = np.argwhere(labels > 0)
@@ -408,10 +405,7 @@ def draw_slices(image: np.ndarray, labels: np.ndarray, path: Path, names: list[s
     fig.legend(handles=[Patch(color=colours[i], label=n) for i, n in enumerate(names[1:])], loc="lower center",
                ncol=len(names) - 1, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=80, rect=(0, 0.06, 1, 1))
 
 
 TASK = VolumeSegmentation()
