@@ -88,7 +88,7 @@ def test_a_symlink_inside_the_target_does_not_lead_outside(sandbox, run_dir):
         safe_join(sandbox / "target", "toy_mlp.evil")
     os.symlink(sandbox / "outside", sandbox / "target" / "cnn.fashion_mnist")
     with pytest.raises(ValueError, match="resolves outside"):
-        W.download(["cnn"], local_dir=sandbox / "target")
+        zoo.download(["cnn"], local_dir=sandbox / "target")
     _untouched(sandbox, before)
 
 
