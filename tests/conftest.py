@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-os.environ.setdefault("ZOO_PLUGINS", "tests.example_family.toy")
+os.environ.setdefault("ZOO_PLUGINS", "tests.example_family.model")
 os.environ.setdefault("ZOO_DATA", str((ROOT.parent / "shared" / "data").resolve()))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

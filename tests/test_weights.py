@@ -23,7 +23,7 @@ def toy_folder(tmp_path):
     torch.manual_seed(0)
     model = zoo.create("toy_mlp")
     folder = W.save_pretrained(model, tmp_path / "w" / TAG, config={
-        "tag": TAG, "task": "tests.example_family.toy", "metrics": {"accuracy": 0.9},
+        "tag": TAG, "task": "toy", "metrics": {"accuracy": 0.9},
         "input_spec": {"features": 2}, "labels": ["a", "b", "c"]})
     return model, folder
 

@@ -19,7 +19,7 @@ _install_moved_paths()  # zoo.models.cnn & co. still import (deprecated): see zo
 _EXPORTS = {
     "create": "registry", "list_models": "registry", "list_pretrained": "registry",
     "model_info": "registry", "register_model": "registry", "is_model": "registry",
-    "save_pretrained": "weights", "push_to_hub": "weights", "download": "weights",
+    "save_pretrained": "weights", "push_to_hub": "weights", "download": "registry",
     "transforms": None,  # the module itself, which is callable: zoo.transforms("gcn.cora")
 }
 

@@ -29,13 +29,7 @@ import shutil
 import sys
 from pathlib import Path
 
-
-def _table(rows: list[list], header: list[str]) -> str:
-    cells = [header] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+from .utils import text_table
 
 
 def cmd_list(a) -> int:
@@ -48,13 +42,13 @@ def cmd_list(a) -> int:
             s = weights.card_summary(card)
             val = f"{s['value']:.4f}" if isinstance(s["value"], float) else s["value"]
             rows.append([tag, card.get("task", ""), s["metric"], val, card.get("license", "")])
-        print(_table(rows, ["tag", "task", "metric", "value", "license"]))
+        print(text_table(rows, ["tag", "task", "metric", "value", "license"]))
     else:
         rows = []
         for name in registry.list_models(a.filter or "", task=a.task):
             spec = registry.get_spec(name)
             rows.append([name, spec.family, spec.task, spec.default_tag or "-", spec.description[:60]])
-        print(_table(rows, ["model", "family", "task", "default weights", "description"]))
+        print(text_table(rows, ["model", "family", "task", "default weights", "description"]))
     return 0
 
 
@@ -125,7 +119,7 @@ def cmd_info(a) -> int:
 
 
 def cmd_download(a) -> int:
-    from .weights import download
+    from .registry import download
 
     for name, folder in download(a.names, local_dir=a.to, force=a.force, trust_unverified=a.trust_unverified).items():
         print(f"{name}: {folder}")
@@ -136,7 +130,7 @@ def cmd_verify(a) -> int:
     from .weights import VERIFY_FAILURES, verify_all
 
     rows = verify_all(a.names)
-    print(_table([list(r) for r in rows], ["tag", "status", "detail"]))
+    print(text_table([list(r) for r in rows], ["tag", "status", "detail"]))
     return 1 if any(r[1] in VERIFY_FAILURES for r in rows) else 0
 
 
@@ -210,7 +204,7 @@ def cmd_eval(a) -> int:
     if a.json:
         print(json.dumps(metrics))
         return 0
-    print(_table([[k, f"{v:.4f}"] for k, v in metrics.items()], ["metric", "value"]))
+    print(text_table([[k, f"{v:.4f}"] for k, v in metrics.items()], ["metric", "value"]))
     for key in metrics:  # return_mean + return_std -> "return: 500.00 ± 0.00"
         if key.endswith("_mean") and f"{key[:-5]}_std" in metrics:
             print(f"{key[:-5]}: {metrics[key]:.2f} ± {metrics[key[:-5] + '_std']:.2f}")
@@ -252,7 +246,7 @@ def cmd_reproduce(a) -> int:
                      if v["measured"] is not None else "-", f"±{v['bound']:.4f}" if v["bound"] is not None else "-",
                      v["source"], f"{v['seconds']:.0f} s", "OK" if ok else "OUTSIDE TOLERANCE"])
     if rows:
-        print(_table(rows, ["tag", "metric", "precision", "reference", "measured", "within", "from", "time",
+        print(text_table(rows, ["tag", "metric", "precision", "reference", "measured", "within", "from", "time",
                             "verdict"]))
         m = RP.machine()
         print(f"machine: {m['hardware']}; ISA {m['isa']}; torch {m['torch']}")

@@ -170,6 +170,17 @@ def default_tag_of(name: str) -> str:
     return spec.default_tag
 
 
+def download(names, **kwargs) -> dict[str, Path]:
+    """`zoo.weights.download` that also takes model names ("gcn": its default tag); same keywords.
+
+    The keys of the result are the names as given."""
+    names = [names] if isinstance(names, str) else list(names)
+    tags = {n: n if "." in n or n.startswith("hf-hub:") else default_tag_of(W.check_name(n, "model name"))
+            for n in names}
+    got = W.download(list(dict.fromkeys(tags.values())), **kwargs)
+    return {n: got[t] for n, t in tags.items()}
+
+
 def model_info(name: str) -> dict:
     """The card of a tag, or for an architecture its spec plus its default card (if any)."""
     if "." in name:

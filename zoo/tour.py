@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .deps import MissingExtra
+from .utils import text_table
 
 
 def _latency_ms(model, args, repeats: int = 5) -> float:
@@ -27,7 +28,6 @@ def _latency_ms(model, args, repeats: int = 5) -> float:
 
 def tour(out: Path = Path("out/tour")) -> int:
     from . import registry, weights
-    from .cli import _table
     from .tasks import get_task
 
     out.mkdir(parents=True, exist_ok=True)
@@ -67,7 +67,7 @@ def tour(out: Path = Path("out/tour")) -> int:
         except Exception as e:  # the tour reports every family, even when one fails
             failures += 1
             rows.append([family, tag, "-", f"FAILED: {type(e).__name__}: {e}"[:80], "-"])
-    print(_table(rows, ["family", "tag", "params", "card metric", "latency (CPU, batch 1)"]))
+    print(text_table(rows, ["family", "tag", "params", "card metric", "latency (CPU, batch 1)"]))
     if pictures:
         gallery = out / "gallery.png"
         _gallery(pictures, gallery)

@@ -175,3 +175,12 @@ def check_tensor(x: Any, name: str, shape, *, dtype: str = "float", owner: str =
     from .blocks.contract import check_input
 
     return check_input(x, name, shape, dtype=dtype, owner=owner, like=like)
+
+
+def text_table(rows: list[list], header: list[str]) -> str:
+    """A plain-text table (columns padded, a dashed rule under the header) for the CLI and the tour."""
+    cells = [header] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -502,12 +502,11 @@ def download(names, *, local_dir: str | os.PathLike | None = None, force: bool =
     """Fetch weights for an air-gapped machine: into the Hugging Face cache, and with `local_dir` also into
     `local_dir/<tag>/`, the layout `ZOO_WEIGHTS_DIR=local_dir` loads from.
 
-    `names` are tags ("gcn.cora"), family names (their default tag) or "hf-hub:org/repo[@rev]". A tag
-    shipped with zoo is copied from the package (no network). `force` downloads again even when the cache
-    has the file: the repair for a corrupt cache entry. Every file is verified before it is reported.
+    `names` are tags ("gcn.cora") or "hf-hub:org/repo[@rev]"; `zoo.download` (zoo.registry.download)
+    also takes model names (their default tag). A tag shipped with zoo is copied from the package (no
+    network). `force` downloads again even when the cache has the file: the repair for a corrupt cache
+    entry. Every file is verified before it is reported.
     """
-    from .registry import default_tag_of
-
     out: dict[str, Path] = {}
     for name in [names] if isinstance(names, str) else names:
         if name.startswith("hf-hub:"):
@@ -517,7 +516,11 @@ def download(names, *, local_dir: str | os.PathLike | None = None, force: bool =
                                       trust_unverified=trust_unverified)
             tag, dest_name = None, check_repo_id(repo).replace("/", "--")
         else:
-            tag = check_tag(name) if "." in name else default_tag_of(check_name(name, "model name"))
+            if "." not in name:
+                check_name(name, "model name")
+                raise ValueError(f"{name!r} is a model name, not a tag: zoo.download resolves it to its default "
+                                 f"tag (zoo.weights.download takes tags and hf-hub names only)")
+            tag = check_tag(name)
             card = get_card(tag)
             expected = trusted_sha256(card, Path(tag), tag=tag)
             bundled = bundled_weights_dir() / tag

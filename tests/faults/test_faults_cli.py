@@ -23,7 +23,7 @@ TOY = str(ROOT / "tests" / "example_family" / "recipes" / "toy.yaml")
 
 def _folder(root: Path, name: str, tag: str) -> Path:
     torch.manual_seed(0)
-    config = {"tag": tag, "task": "tests.example_family.toy"}
+    config = {"tag": tag, "task": "toy"}
     return W.save_pretrained(zoo.create("toy_mlp"), root / name, config=config)
 
 
@@ -34,7 +34,7 @@ def ws(tmp_path_factory) -> Path:
     run, _ = train(TOY, ["train.epochs=1"], runs_root=ws / "finished")
     shutil.move(str(run), ws / "run")
     shutil.rmtree(ws / "finished")
-    (ws / "dup.yaml").write_text("task: tests.example_family.toy\nmodel: {name: toy_mlp}\ntrain:\n  epochs: 1\n"
+    (ws / "dup.yaml").write_text("task: toy\nmodel: {name: toy_mlp}\ntrain:\n  epochs: 1\n"
                                  "  epochs: 5\n")
     (ws / "list.yaml").write_text("- task\n- model\n")
     (ws / "bad.yaml").write_text("task: [unclosed\n")

@@ -1,6 +1,6 @@
 """Multi-camera BEV data: a procedural driving world, a JSON layout for your own rigs, a nuScenes adapter.
 
-Conventions (the same as `zoo.augment.RigAugment` and `zoo.models.bev`):
+Conventions (the same as `zoo.families.bev.augment.RigAugment` and `zoo.families.bev.model`):
   ego frame    x forward, y left, z up, metres; the ground is the plane z = 0.
   camera       OpenCV: x right, y down, z forward. `cam_to_ego` (4x4) maps camera to ego
                coordinates; a pixel is u ~ K [I | 0] cam_to_ego^-1 p. Pixel (row i, column j)

@@ -8,7 +8,7 @@
     out["depth"]    # (B, N, D, H/4, W/4) per-pixel depth-bin logits (trained where the data has depth)
     out["bev"]      # (B, C, X, Y) BEV features; pass as prev_bev= on the next frame (temporal attention)
 
-Geometry follows `zoo.augment.RigAugment`: ego x forward, y left, z up; `cam_to_ego` maps OpenCV
+Geometry follows `zoo.families.bev.augment.RigAugment`: ego x forward, y left, z up; `cam_to_ego` maps OpenCV
 camera coordinates to ego; BEV row i runs along x (row 0 the rearmost), column j along y (column 0
 the rightmost). `cam_to_ego` may be any invertible similarity (BEV augmentation scales and mirrors
 it): it is inverted with `torch.linalg.inv` (in closed form in exported graphs, see `invert`).

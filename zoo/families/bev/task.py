@@ -1,12 +1,12 @@
 """BEV segmentation from a camera rig: occupancy per class plus object-centre heatmaps.
 
 Data sources (recipe `data.source`):
-  synthetic  zoo's procedural world (`zoo.data.bev.generate_scenes`): training, validation and test
+  synthetic  zoo's procedural world (`zoo.families.bev.data.generate_scenes`): training, validation and test
              scenes from separate seeds, so the test scenes are never seen in training.
-  json       your own rig in zoo's JSON layout (`zoo.data.bev.read_json`, docs/models/bev.md);
+  json       your own rig in zoo's JSON layout (`zoo.families.bev.data.read_json`, docs/models/bev.md);
              a fraction of the samples is held out for validation and testing.
 
-Training: `zoo.augment.RigAugment` on the batch (rotation / flip / scale of the ego frame: the
+Training: `zoo.families.bev.augment.RigAugment` on the batch (rotation / flip / scale of the ego frame: the
 extrinsics, the BEV labels and the object centres move together; per-camera colour jitter), then
   loss = BCE + soft Dice per class (Dice over the whole batch) on the occupancy logits
        + the penalty-reduced focal loss of CenterNet (Zhou et al. 2019) on the centre heatmap,

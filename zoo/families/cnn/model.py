@@ -9,7 +9,7 @@
 The file reads top to bottom: the classifier head, the network (a stem, stages of
 `zoo.blocks.ResidualBlock`, the head), the registered variants, then the `timm` wrapper that the
 registry routes "timm/<name>" to. Inputs are normalised by the caller as the weight card's
-`input_spec` says (zoo.tasks.classification does it with zoo.augment.ClassificationAugment).
+`input_spec` says (zoo.families.cnn.task does it with zoo.augment.ClassificationAugment).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@
 The file reads top to bottom: the three observation encoders (an MLP for vectors, the Nature CNN
 for 84x84 Atari frames, the small CNN of MinAtar's paper for 10x10 grids), the Q-network that puts
 a plain or dueling head on one of them, and the registered builder. The training algorithm (replay,
-target network, Double DQN, n-step returns) lives in zoo/tasks/rl.py.
+target network, Double DQN, n-step returns) lives in zoo/families/dqn/task.py.
 """
 
 from __future__ import annotations

@@ -389,7 +389,7 @@ def sparsify_features(graph, max_density: float = 0.1) -> bool:
     """Store x as a sparse CSR tensor when under `max_density` of it is non-zero; True if it did.
 
     Bag-of-words features (Cora: 1.3% non-zeros) then cost a fraction in dropout and the first
-    matmul. The models in zoo.models.gcn accept dense and sparse x alike.
+    matmul. The models in zoo.families.gcn.model accept dense and sparse x alike.
     """
     if graph.x.layout != torch.strided or graph.x.count_nonzero() >= max_density * graph.x.numel():
         return False

@@ -4,7 +4,7 @@ Data (recipe `data` section):
   name     a Planetoid data set (Cora, CiteSeer, PubMed) with its fixed public split, read offline
            from `data_root()/planetoid` (zoo.families.gcn.data.planetoid).
   root     a custom graph instead: a folder of CSV files or a torch.save'd PyG Data file
-           (zoo.data.graphs.read_graph documents the layout). Without split masks the labelled
+           (zoo.families.gcn.data.read_graph documents the layout). Without split masks the labelled
            nodes are split at random by `split` (train, val, test fractions).
   seeds    how many seeds to train (train.seed, train.seed + 1, ...). The test metrics of every
            seed are summarised as accuracy_mean / accuracy_std in the run's metrics (and so in

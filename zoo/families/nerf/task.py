@@ -5,7 +5,7 @@ Data sources (recipe `data.source`):
               (or `data.root`): 90 views of 200x200 RGBA. Views 0, 10, 20, ..., 80 (every
               `holdout_every`-th) are held out for evaluation; the other 81 train.
   folder      your scene in the Blender (transforms_train.json) or nerfstudio (transforms.json) format,
-              see zoo.data.scenes; held-out views are chosen the same way, or `eval_split: test` reads
+              see zoo.families.nerf.data; held-out views are chosen the same way, or `eval_split: test` reads
               transforms_test.json.
   procedural  coloured spheres and boxes ray-traced at `procedural.seed`, written in the Blender format
               to `data.root` (default: a temp folder) and read back like any folder.

@@ -9,7 +9,7 @@ Data sources (recipe `data.source`):
              split would test on a reflection of the training data. Colin27's grey matter (AAL) is
              an extra check on a second subject.
   synthetic  generated ellipsoids and boxes; train, validation and test volumes from separate seeds.
-  folder     images/ + labels/ pairs (see zoo.data.volumes.read_pairs); a fraction of the cases
+  folder     images/ + labels/ pairs (see zoo.families.unet3d.data.read_pairs); a fraction of the cases
              is held out for validation.
 
 Training: `zoo.augment.VolumeAugment3D` on the batch (labels follow the geometry), then the U-Net,
