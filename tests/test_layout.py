@@ -125,6 +125,9 @@ LAZY_CYCLES = {
     frozenset({"zoo.deploy.profile", "zoo.deploy.prune", "zoo.deploy.quantize", "zoo.engine",
                "zoo.engine.reproducing", "zoo.engine.run", "zoo.engine.trainer"}):
         "deploy's distill/prune recovery trains with the engine, and `zoo reproduce` re-runs deploy cards",
+    frozenset({"zoo.deploy", "zoo.deploy.exporter", "zoo.deploy.folder", "zoo.registry"}):
+        "zoo.create hands a deployed (quantized or pruned) folder to zoo.deploy.folder, which first builds the "
+        "float model with zoo.create; the exporter builds its model with zoo.create too",
     frozenset({"zoo.families.cnn.task", "zoo.samples"}):
         "the shipped samples are cut from the cnn task's test split; the task draws them with zoo.samples",
 }
@@ -216,8 +219,8 @@ def test_lazy_import_cycles_are_the_listed_ones():
     found = cycles(import_graph(module_level=False))
     unlisted = [sorted(c) for c in found if not any(c <= allowed for allowed in LAZY_CYCLES)]
     assert not unlisted, f"new import cycles through function-level imports (break them or list them): {unlisted}"
-    flat = set().union(*found) if found else set()
-    assert not {"zoo.cli", "zoo.tour"} <= flat and not {"zoo.registry", "zoo.weights"} <= flat
+    for pair in ({"zoo.cli", "zoo.tour"}, {"zoo.registry", "zoo.weights"}):  # the cycles issue 21 removed
+        assert not any(pair <= c for c in found), f"{sorted(pair)} import each other again"
 
 
 def test_cycle_finder_sees_a_cycle():
