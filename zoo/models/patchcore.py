@@ -229,8 +229,9 @@ class PatchCore(nn.Module):
     map of `layers` is averaged over `neighbourhood` x `neighbourhood` cells (the paper's locally aware
     patch features, p = 3),
     brought to one grid of stride `stride` (finer maps average-pooled, coarser ones upsampled),
-    scaled by `layer_weights` (a layer's share of the patch distance), concatenated, cropped back to
-    the unpadded image and randomly projected to `feature_dim`.
+    scaled by `layer_weights` (a layer's share of the patch distance), concatenated (with the patch's
+    mean colour times `color_weight`, when > 0), cropped back to the unpadded image and randomly
+    projected to `feature_dim`.
 
     Scores: a patch's score is its distance to the nearest memory-bank entry,
     :math:`s(p) = \min_{m \in M} \|p - m\|`. The patch map is upsampled to `image_size` and
