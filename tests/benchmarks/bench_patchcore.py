@@ -17,6 +17,7 @@ Everything goes through the recipes' own path (task.build_data -> zoo.create -> 
     python tests/benchmarks/bench_patchcore.py --heldout [--threads 2] [--set model.args.KEY=VALUE ...]
     python tests/benchmarks/bench_patchcore.py --validation [--set model.args.KEY=VALUE ...]
     python tests/benchmarks/bench_patchcore.py --reweighting [--threads 1]
+    python tests/benchmarks/bench_patchcore.py --latency [--threads 2]     # published tags, batch 1, no refit
     python tests/benchmarks/bench_patchcore.py --fashion [--quick]
     python tests/benchmarks/bench_patchcore.py --pictures docs/models/img   # the docs page's pictures
 """
@@ -160,6 +161,21 @@ def pictures(a) -> None:
             print(path, flush=True)
 
 
+def latency(a) -> None:
+    """The published detectors' inference time at batch 1 on --threads threads (no refit), with the load."""
+    import os
+
+    import zoo
+
+    for texture in a.textures:
+        task, ctx, data, _ = _setup(f"patchcore/{texture}", [f"train.threads={a.threads}"])
+        model = zoo.create(f"patchcore.{texture}", pretrained=True).eval()
+        before = os.getloadavg()[0]
+        ms, cpu = _ms_per_image(model, data.test, 40)
+        print(f"patchcore.{texture}: {ms:.1f} ms/img wall, {cpu:.1f} ms cpu (median of 40, batch 1, {a.threads} "
+              f"threads, 224 px; load average {before:.1f} -> {os.getloadavg()[0]:.1f})", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="small data, one texture, two ratios")
@@ -172,6 +188,7 @@ def main() -> None:
     ap.add_argument("--validation", action="store_true", help="benchmarks of seeds 1 and 2 only (choosing settings)")
     ap.add_argument("--seeds", nargs="+", type=int, help="benchmark seeds for --validation (default 1 2)")
     ap.add_argument("--set", nargs="+", default=[], help="recipe overrides for --heldout/--validation")
+    ap.add_argument("--latency", action="store_true", help="the published tags' ms per image, no refit")
     ap.add_argument("--pictures", metavar="DIR", help="draw the docs pictures of the published tags into DIR")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -184,6 +201,9 @@ def main() -> None:
         return
     if a.reweighting:
         reweighting(a)
+        return
+    if a.latency:
+        latency(a)
         return
     if a.heldout or a.validation:
         heldout(a)

@@ -158,15 +158,15 @@ def nearest_neighbours(query: torch.Tensor, bank: torch.Tensor, k: int = 1, *, c
     dists, idxs = [], []
     for qs in range(0, len(query), block_q):
         q = query[qs:qs + block_q]
-        q_sq = (q * q).sum(1, keepdim=True)
         best_d = q.new_full((len(q), 0), math.inf)
         best_i = torch.empty(len(q), 0, dtype=torch.long, device=q.device)
         for ms in range(0, len(bank), block_m):
-            d2 = torch.addmm(q_sq + bank_sq[ms:ms + block_m], q, bank[ms:ms + block_m].T, alpha=-2.0)
-            d, i = d2.topk(min(k, d2.shape[1]), dim=1, largest=False)
+            # ||m||^2 - 2 q.m ranks a row's bank entries like the distance: ||q||^2 is added to the k best only
+            d2 = torch.addmm(bank_sq[ms:ms + block_m], q, bank[ms:ms + block_m].T, alpha=-2.0)
+            d, i = d2.min(1, keepdim=True) if k == 1 else d2.topk(min(k, d2.shape[1]), dim=1, largest=False)
             best_d, order = torch.cat([best_d, d], 1).topk(min(k, best_d.shape[1] + d.shape[1]), 1, largest=False)
             best_i = torch.cat([best_i, i + ms], 1).gather(1, order)
-        dists.append(best_d)
+        dists.append(best_d + (q * q).sum(1, keepdim=True))
         idxs.append(best_i)
     return torch.cat(dists).clamp_min_(0).sqrt_(), torch.cat(idxs)
 
@@ -229,8 +229,9 @@ class PatchCore(nn.Module):
     map of `layers` is averaged over `neighbourhood` x `neighbourhood` cells (the paper's locally aware
     patch features, p = 3),
     brought to one grid of stride `stride` (finer maps average-pooled, coarser ones upsampled),
-    scaled by `layer_weights` (a layer's share of the patch distance), concatenated, cropped back to
-    the unpadded image and randomly projected to `feature_dim`.
+    scaled by `layer_weights` (a layer's share of the patch distance), concatenated (with the patch's
+    mean colour times `color_weight`, when > 0), cropped back to the unpadded image and randomly
+    projected to `feature_dim`.
 
     Scores: a patch's score is its distance to the nearest memory-bank entry,
     :math:`s(p) = \min_{m \in M} \|p - m\|`. The patch map is upsampled to `image_size` and
