@@ -13,8 +13,8 @@ from PIL import Image
 
 import zoo
 from zoo.data import anomaly as A
-from zoo.data.defects_heldout import HELDOUT_DEFECTS, heldout_sample, make_heldout_benchmark
-from zoo.models.patchcore import PatchCore, efficientnet_lite_imagenet, greedy_coreset, nearest_neighbours
+from zoo.families.patchcore.heldout import HELDOUT_DEFECTS, heldout_sample, make_heldout_benchmark
+from zoo.families.patchcore.model import PatchCore, efficientnet_lite_imagenet, greedy_coreset, nearest_neighbours
 from zoo.tasks import get_task
 
 torch.set_num_threads(1)

@@ -4,7 +4,7 @@
   coreset), coreset time alone, memory-bank rows, inference ms per 224x224 image (batch 1, median),
   image and pixel AUROC;
 - with --heldout: per texture, image and pixel AUROC on the benchmark's test crops and on the held-out
-  generator's (zoo.data.defects_heldout), overall and per defect kind, with fit time and ms per image;
+  generator's (zoo.families.patchcore.heldout), overall and per defect kind, with fit time and ms per image;
 - with --validation: the same figures on benchmarks generated with other seeds (1, 2), never on the
   held-out kinds: what the recipes' settings were chosen on;
 - with --reweighting: per published tag, image AUROC of the paper's reweighted score against the plain

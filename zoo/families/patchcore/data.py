@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zoo.data.images import FASHION_MNIST_LABELS, fashion_mnist
+from zoo.data import images
+from zoo.data.images import FASHION_MNIST_LABELS
 from zoo.utils import cache_dir
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -373,7 +374,7 @@ def write_planted(dest: Path, texture: str, plant: dict, rng: np.random.Generato
     (image, rng, texture) -> (image, bool mask)), with masks in ground_truth/<kind>/. The folder is
     written to a temporary folder and renamed, so concurrent runs never see half of one; an existing
     complete folder (benchmark.json present) is reused. Shared by the benchmark and the held-out
-    generator (`zoo.data.defects_heldout`), so the two differ only in their defects.
+    generator (`zoo.families.patchcore.heldout`), so the two differ only in their defects.
     """
     from PIL import Image
 
@@ -430,7 +431,9 @@ def read_fashion_mnist_oneclass(normal_class: int, root: str | os.PathLike | Non
     """
     if not 0 <= normal_class <= 9:
         raise ValueError(f"Fashion-MNIST one-class: normal_class must be 0-9, got {normal_class}")
-    train_set, test_set = fashion_mnist(root)  # the cnn family's reader: Debian package, data root, download
+    # the cnn family's reader (Debian package, data root, download), looked up when called so that a
+    # replacement of zoo.data.images.fashion_mnist (tests, plugins) is seen whatever imported this module first
+    train_set, test_set = images.fashion_mnist(root)
     x_train, y_train = train_set.images[:, 0].numpy(), train_set.labels.numpy()
     x_test, y_test = test_set.images[:, 0].numpy(), test_set.labels.numpy()
     rng = np.random.default_rng(seed)

@@ -4,7 +4,7 @@
                                         input pipeline, but six defect kinds the benchmark never plants
     heldout_sample("gravel", "crack")   one crop with one held-out defect, in memory (pictures, docs)
 
-The texture benchmark (`zoo.data.anomaly.make_texture_benchmark`) plants scratches, holes, colour
+The texture benchmark (`zoo.families.patchcore.data.make_texture_benchmark`) plants scratches, holes, colour
 spots and cut-paste patches; the published detectors were tuned on those. This module plants other
 kinds, so a detector's figures here say how it does on defects nobody tuned it for. It serves only
 as evaluation: nothing is fitted or chosen on it (the recipes' settings were chosen on benchmarks
@@ -217,7 +217,7 @@ def make_heldout_benchmark(texture: str, root: str | os.PathLike | None = None, 
     test/good and test/<kind> get `n_test` crops each from the benchmark's test quadrants; train/good
     gets `n_train` crops from its training quadrants (only so the folder is a complete MVTec category:
     evaluating a fitted detector reads the test split alone). Written like the benchmark, by
-    `zoo.data.anomaly.write_planted` (a temporary folder renamed; reused when complete).
+    `zoo.families.patchcore.data.write_planted` (a temporary folder renamed; reused when complete).
     """
     if n_train < 1 or n_test < 1:
         raise ValueError(f"held-out defects: n_train and n_test must be >= 1, got {n_train}, {n_test}")

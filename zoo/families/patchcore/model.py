@@ -310,7 +310,7 @@ class PatchCore(nn.Module):
         self.register_buffer("projection", projection)
         # fp16 halves the published file; distances are computed in fp32 after the cast
         self.register_buffer("memory_bank", torch.zeros(memory_size, feature_dim, dtype=torch.float16))
-        # +inf until fitted: set from held-out normal images (see zoo.tasks.anomaly_detection)
+        # +inf until fitted: set from held-out normal images (see zoo.families.patchcore.task)
         self.register_buffer("image_threshold", torch.tensor(math.inf))
         self.register_buffer("pixel_threshold", torch.tensor(math.inf))
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)

@@ -7,7 +7,7 @@ Data sources (recipe `data.source`):
                  grass, gravel) with planted scratches, holes, colour spots and cut-paste patches,
                  written once in the MVTec layout under `data.root` (default ~/.cache/zoo/anomaly_textures).
   heldout        held-out evaluation: the same benchmark's normal training crops, but test crops with six
-                 defect kinds the benchmark never plants (`zoo.data.defects_heldout`); also
+                 defect kinds the benchmark never plants (`zoo.families.patchcore.heldout`); also
                  `zoo eval patchcore.<texture> --data heldout`.
   fashion_mnist  one class (`data.normal_class`) normal, the nine others anomalous; image level only.
 
@@ -242,7 +242,7 @@ class AnomalyDetection(Task):
 
         `inputs`: an image file or a folder of images (any size; the map comes back at that size),
         nothing for one generated sample of each planted defect (and a normal crop) of the model's
-        texture, or "heldout" for one sample of each held-out defect kind (`zoo.data.defects_heldout`).
+        texture, or "heldout" for one sample of each held-out defect kind (`zoo.families.patchcore.heldout`).
         Ground truth is drawn for generated samples and for files in an MVTec layout (ROOT/test/<kind>/
         <stem>.* with ROOT/ground_truth/<kind>/<stem>_mask.png).
         """
