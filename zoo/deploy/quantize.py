@@ -89,12 +89,11 @@ def calibration_inputs(name: str, rows: int) -> tuple[str, list[tuple[torch.Tens
             pass
         except (ValueError, TypeError, AttributeError, KeyError) as e:  # no such split, or not evaluable
             reasons.append(f"{split}: {e}")
-            patches = _dataset_batches(name, split, rows)
-            if patches:
-                return split, patches
-            continue
-        if rec is not None and rec.inputs:
+        if rec is not None and rec.inputs:  # a metric that failed after the model ran (patchcore's normals only)
             return split, rec.inputs
+        patches = _dataset_batches(name, split, rows)
+        if patches:
+            return split, patches
     raise RuntimeError(f"{name}: neither the validation nor the training split gave inputs to calibrate on "
                        f"({'; '.join(reasons)}); the test split is never used")
 
