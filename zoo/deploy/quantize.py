@@ -318,7 +318,9 @@ def _readme(card: dict) -> str:
              f"{card['method']} int8 ({card['backend']}) of `{card['source']['tag']}` "
              f"(weights sha256 `{card['source']['sha256']}`).", "",
              f"- size: {card['size_bytes']['int8']:,} bytes, {card['size_ratio']:.2f}x the fp32 {card['format']} model",
-             f"- calibration: {card['calibration']}"]
+             "- calibration: " + (f"{card['calibration']['rows']} inputs of the {card['calibration']['split']} split"
+                                  if card["calibration"] else "none (dynamic)"),
+             "- options: " + ", ".join(f"{k}={v}" for k, v in card["options"].items())]
     if "metrics" in card:
         for key, value in card["metrics"]["int8"].items():
             lines.append(f"- {key}: {value:.4f} int8 vs {card['metrics']['fp32'][key]:.4f} fp32")
