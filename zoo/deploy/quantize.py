@@ -255,7 +255,8 @@ def _pt2e(spec, method: str, inputs: list, fp32: Path, int8: Path, options: dict
     config = X86.get_default_x86_inductor_quantization_config(is_dynamic=method == "dynamic")
     quantizer = X86.X86InductorQuantizer()
     if options["scope"]:  # the submodule's full name inside the exported module (graph wrappers add a prefix)
-        names = [n for n, _ in spec.module.named_modules() if n == options["scope"] or n.endswith("." + options["scope"])]
+        scope = options["scope"]
+        names = [n for n, _ in spec.module.named_modules() if n == scope or n.endswith("." + scope)]
         if not names:
             raise ValueError(f"quantize scope {options['scope']!r}: the model has no submodule of that name")
         quantizer.set_module_name_qconfig(names[0], config)
