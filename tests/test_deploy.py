@@ -308,3 +308,24 @@ def test_pruned_folder_keeps_outputs_and_loads(tmp_path):
     assert card["deploy"]["flops"]["removed"] > 0.3 and "return_mean" in card["metrics"]
     model = zoo.create(str(out), pretrained=True)
     assert model(torch.rand(3, 4)).shape == (3, 2) and model.pretrained_cfg["deploy"]["amount"] == 0.3
+
+
+def test_pt2e_scope_quantizes_one_submodule(tmp_path):
+    """--backend pt2e --scope encoder: X86InductorQuantizer on bev's image encoder only; the program runs."""
+    pytest.importorskip("torchao", reason="the pt2e backend needs torchao: pip install 'zoo[deploy]'")
+    from zoo.deploy.quantize import DEFAULT_OPTIONS, _pt2e
+    from zoo.deploy.runtime import load_exported
+
+    spec = graph_spec(small("bev").eval())
+    path = tmp_path / "model.pt2"
+    _pt2e(spec, "static", [spec.example_inputs(4)], None, path, {**DEFAULT_OPTIONS, "scope": "encoder"})
+    program = torch.export.load(str(path))
+    assert any("quantize_per_tensor" in str(n.target) for n in program.graph.nodes)
+    fp32 = {k for k, v in program.state_dict.items() if v.dtype == torch.float32 and k.endswith("weight")}
+    assert any("head.seg" in k for k in fp32) and not any("encoder.backbone" in k for k in fp32), fp32
+    x = spec.example_inputs(3)
+    with torch.no_grad():
+        for ref, got in zip(spec.module(*x), load_exported(path)(*x)):
+            assert ref.shape == got.shape and float((ref - got).abs().max()) < 0.1
+    with pytest.raises(ValueError, match="no submodule of that name"):
+        _pt2e(spec, "static", [], None, path, {**DEFAULT_OPTIONS, "scope": "nowhere"})
