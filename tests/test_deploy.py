@@ -209,6 +209,12 @@ def test_int8_folder_loads_like_weights(tmp_path, capsys):
     assert card["tag"] == "dqn.cartpole-int8" and card["deploy"]["kind"] == "int8"
     assert card["deploy"]["method"] == "dynamic" and card["deploy"]["source"]["tag"] == "dqn.cartpole"
     assert (out / "recipe.yaml").is_file() and "int8" in (out / "README.md").read_text()
+    # dqn's measured default: the first and last Linear stay fp32 (int8 there cost the return: 92 vs 500)
+    assert card["deploy"]["options"]["keep_ends"] is True
+    import onnx
+
+    ops = [n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node]
+    assert ops.count("MatMulInteger") == 1 and ops.count("Gemm") + ops.count("MatMul") == 2, ops
     model = zoo.create(str(out), pretrained=True)
     assert isinstance(model, ExportedModel) and model.pretrained_cfg["tag"] == "dqn.cartpole-int8"
     obs = torch.rand(5, 4)
@@ -269,6 +275,27 @@ def test_quantize_pt2e_cnn(tmp_path):
     assert agree >= 0.98, agree
     with pytest.raises(ValueError, match="backend must be one of onnxruntime, pt2e"):
         quantize("cnn.fashion_mnist", backend="tflite")
+    with pytest.raises(ValueError, match="pt2e backend takes only the scope"):
+        quantize("cnn.fashion_mnist", backend="pt2e", calibrate="entropy")
+
+
+def test_quantize_scope_and_option_errors(tmp_path):
+    """--scope quantizes one submodule's ops (bev's encoder); a scope that names nothing is an error."""
+    from zoo.deploy.quantize import _node_choice, quantize
+
+    out = export(small("bev"), "onnx", tmp_path / "b")
+    chosen = _node_choice(out / "model.onnx", {"scope": "encoder", "keep_ends": False})["nodes_to_quantize"]
+    import onnx
+
+    convs = [n.name for n in onnx.load(str(out / "model.onnx")).graph.node if n.op_type == "Conv"]
+    assert chosen and set(chosen) < {n.name for n in onnx.load(str(out / "model.onnx")).graph.node}
+    assert 0 < len(set(convs) & set(chosen)) < len(convs)  # the encoder's convolutions, not the BEV head's
+    with pytest.raises(ValueError, match="scope 'nowhere'"):
+        _node_choice(out / "model.onnx", {"scope": "nowhere", "keep_ends": False})
+    with pytest.raises(ValueError, match="calibrate must be one of minmax, percentile, entropy"):
+        quantize("dqn.cartpole", "dynamic", out_dir=tmp_path / "q", measure=False, calibrate="kl")
+    with pytest.raises(ValueError, match="unknown quantize options"):
+        quantize("dqn.cartpole", "dynamic", out_dir=tmp_path / "q", measure=False, symmetric=True)
 
 
 def test_pruned_folder_keeps_outputs_and_loads(tmp_path):
@@ -281,3 +308,24 @@ def test_pruned_folder_keeps_outputs_and_loads(tmp_path):
     assert card["deploy"]["flops"]["removed"] > 0.3 and "return_mean" in card["metrics"]
     model = zoo.create(str(out), pretrained=True)
     assert model(torch.rand(3, 4)).shape == (3, 2) and model.pretrained_cfg["deploy"]["amount"] == 0.3
+
+
+def test_pt2e_scope_quantizes_one_submodule(tmp_path):
+    """--backend pt2e --scope encoder: X86InductorQuantizer on bev's image encoder only; the program runs."""
+    pytest.importorskip("torchao", reason="the pt2e backend needs torchao: pip install 'zoo[deploy]'")
+    from zoo.deploy.quantize import DEFAULT_OPTIONS, _pt2e
+    from zoo.deploy.runtime import load_exported
+
+    spec = graph_spec(small("bev").eval())
+    path = tmp_path / "model.pt2"
+    _pt2e(spec, "static", [spec.example_inputs(4)], None, path, {**DEFAULT_OPTIONS, "scope": "encoder"})
+    program = torch.export.load(str(path))
+    assert any("quantize_per_tensor" in str(n.target) for n in program.graph.nodes)
+    fp32 = {k for k, v in program.state_dict.items() if v.dtype == torch.float32 and k.endswith("weight")}
+    assert any("head.seg" in k for k in fp32) and not any("encoder.backbone" in k for k in fp32), fp32
+    x = spec.example_inputs(3)
+    with torch.no_grad():
+        for ref, got in zip(spec.module(*x), load_exported(path)(*x)):
+            assert ref.shape == got.shape and float((ref - got).abs().max()) < 0.1
+    with pytest.raises(ValueError, match="no submodule of that name"):
+        _pt2e(spec, "static", [], None, path, {**DEFAULT_OPTIONS, "scope": "nowhere"})

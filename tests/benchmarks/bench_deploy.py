@@ -4,8 +4,10 @@
 
 One run, side by side, on this machine: each format's parity with PyTorch (max abs difference over batch
 sizes 1 and 3), file size, and latency at `--batch` on `--threads` threads (eager PyTorch, onnxruntime fp32,
-onnxruntime int8). int8 is static QDQ (calibrated on inputs recorded from the task's evaluation) for the conv
-families and dynamic for the Linear-heavy ones; its metric is on the card `zoo quantize` writes, not here.
+onnxruntime int8). int8 is static QDQ (calibrated on inputs recorded from the task's evaluation of the
+validation or training split) for the conv families and dynamic for the Linear-heavy ones, with each family's
+measured options (zoo.deploy.quantize.FAMILY_OPTIONS: bev's image encoder only, unet3d's convolutions only,
+dqn's first and last Linear in fp32); its metric is on the card `zoo quantize` writes, not here.
 pruned: 30% of the channels removed by torch-pruning, no fine-tune (FLOPs and latency only; `zoo prune` gives
 the recovered metric). A cell that fails says why; nothing is skipped silently.
 """

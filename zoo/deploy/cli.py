@@ -1,13 +1,15 @@
 """The deployment verbs of the `zoo` command; zoo.cli calls `add_commands(add)` once.
 
   zoo export NAME_OR_RUN --format onnx|pt2|torchscript|aoti [--opset N] [--no-dynamic-batch] --out DIR
-  zoo quantize NAME --method static|dynamic [--calib N] [--backend onnxruntime|pt2e] [--out DIR]
+  zoo quantize NAME --method static|dynamic [--calib N] [--backend onnxruntime|pt2e] [--ops OP ...]
+               [--keep-ends] [--calibrate minmax|percentile|entropy] [--scope MODULE] [--out DIR]
   zoo prune NAME --amount A [--minutes M] [--out DIR]
   zoo profile NAME [--batch B ...] [--trace DIR]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 
 
@@ -29,7 +31,8 @@ def cmd_quantize(a) -> int:
     from .quantize import quantize
 
     out = quantize(a.name, a.method, calib=a.calib, backend=a.backend, out_dir=a.out, batch=a.batch,
-                   threads=a.threads)
+                   threads=a.threads, ops=a.ops, keep_ends=a.keep_ends, per_channel=a.per_channel,
+                   calibrate=a.calibrate, scope=a.scope)
     print(out)
     print((out / "README.md").read_text(), end="")
     return 0
@@ -88,6 +91,13 @@ def add_commands(add) -> None:
     sp.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "pt2e"],  # quantize.BACKENDS
                     help="onnxruntime: QDQ model.onnx (default); pt2e: torch.export + torchao's X86InductorQuantizer, "
                     "model.pt2")
+    sp.add_argument("--ops", nargs="+", help="ONNX op types to quantize (default: all; unet3d: Conv ConvTranspose)")
+    sp.add_argument("--keep-ends", action=argparse.BooleanOptionalAction, default=None,
+                    help="keep the first and last Conv/Linear in fp32 (default for dqn)")
+    sp.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=None,
+                    help="per-channel weight scales (default on)")
+    sp.add_argument("--calibrate", choices=["minmax", "percentile", "entropy"], help="activation ranges (minmax)")
+    sp.add_argument("--scope", help="quantize only this submodule (default for bev: encoder)")
     sp.add_argument("--out", help="folder (default ./<tag>-int8)")
     sp.add_argument("--batch", type=int, default=64, help="batch size of the speed measurement")
     sp.add_argument("--threads", type=int, default=2, help="threads of the speed measurement")

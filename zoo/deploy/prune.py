@@ -71,7 +71,9 @@ def prune(name: str, amount: float = 0.5, *, minutes: float = 5.0, out_dir: str 
     after = flops_and_params(pruned, x)
     _, raw = load_for_eval(name)
     lr = raw.get("optim", {}).get("lr", 0.01) * lr_scale
-    raw = R.apply_overrides(raw, [f"train.max_minutes={minutes}", f"optim.lr={lr}", "train.epochs=1000",
+    # epoch-based recipes run until the time budget; tasks without epochs (rl: env steps) refuse the key
+    epochs = ["train.epochs=1000"] if "epochs" in raw.get("train", {}) else []
+    raw = R.apply_overrides(raw, [f"train.max_minutes={minutes}", f"optim.lr={lr}", *epochs,
                                   "~expect", "~weights", *overrides])
     recipe, task = resolve_recipe(raw)
     out = Path(out_dir or f"{src['tag'] or src['arch']}-pruned")

@@ -35,6 +35,16 @@ from .runtime import ExportedModel, load_exported, need
 METHODS = ("static", "dynamic")
 BACKENDS = ("onnxruntime", "pt2e")
 CALIBRATION_SPLITS = ("val", "train")  # never "test": the card measures the int8 model there
+CALIBRATE = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}  # onnxruntime's names
+# Per-family defaults of the onnxruntime backend, each measured (docs/deploy.md, "what mattered"):
+# unet3d: QDQ around InstanceNorm / LeakyReLU / MaxPool / Concat cost 0.023 Dice; convolutions only lose 0.006.
+# dqn: the Q head's int8 error (~0.5 on Q-values near 60) exceeds the gap between the two actions, and the raw
+#      observation's per-tensor uint8 range drowns the pole angle: first and last Linear stay fp32 (500 vs 92).
+# bev: the image encoder only (the brief's scope: attention, sampling and heads stay fp32).
+FAMILY_OPTIONS = {"unet3d": {"ops": ("Conv", "ConvTranspose")}, "dqn": {"keep_ends": True},
+                  "bev": {"scope": "encoder"}}
+DEFAULT_OPTIONS = {"ops": None, "keep_ends": False, "per_channel": True, "calibrate": "minmax", "scope": None}
+QUANTIZABLE = ("Conv", "ConvTranspose", "MatMul", "Gemm")  # the layers keep_ends counts
 
 
 class _Enough(Exception):
@@ -79,12 +89,11 @@ def calibration_inputs(name: str, rows: int) -> tuple[str, list[tuple[torch.Tens
             pass
         except (ValueError, TypeError, AttributeError, KeyError) as e:  # no such split, or not evaluable
             reasons.append(f"{split}: {e}")
-            patches = _dataset_batches(name, split, rows)
-            if patches:
-                return split, patches
-            continue
-        if rec is not None and rec.inputs:
+        if rec is not None and rec.inputs:  # a metric that failed after the model ran (patchcore's normals only)
             return split, rec.inputs
+        patches = _dataset_batches(name, split, rows)
+        if patches:
+            return split, patches
     raise RuntimeError(f"{name}: neither the validation nor the training split gave inputs to calibrate on "
                        f"({'; '.join(reasons)}); the test split is never used")
 
@@ -116,7 +125,7 @@ def throughput(runner, inputs: tuple, seconds: float = 3.0) -> float:
 
 def quantize(name: str, method: str = "static", *, calib: int = 512, backend: str = "onnxruntime",
              out_dir: str | os.PathLike | None = None, batch: int = 64, threads: int = 2,
-             measure: bool = True) -> Path:
+             measure: bool = True, **options) -> Path:
     """Write `<tag>-int8/` (or `out_dir`) with the int8 model and a card that re-measures it; returns it.
 
     Args:
@@ -128,6 +137,10 @@ def quantize(name: str, method: str = "static", *, calib: int = 512, backend: st
             X86InductorQuantizer, `model.pt2`; needs torchao).
         batch, threads: the batch size and threads of the speed measurement.
         measure: False skips the metric and speed (the card then says so).
+        **options: `ops` (op types to quantize, default all), `keep_ends` (first and last Conv/Linear in fp32),
+            `per_channel` (weights, default True), `calibrate` ("minmax", "percentile", "entropy"), `scope` (a
+            submodule name: only its ops are quantized; pt2e honours only this one). Unset ones take the
+            family's measured defaults (FAMILY_OPTIONS), then DEFAULT_OPTIONS; the card records them.
     """
     if method not in METHODS:
         raise ValueError(f"quantize method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -135,6 +148,9 @@ def quantize(name: str, method: str = "static", *, calib: int = 512, backend: st
         raise ValueError(f"quantize backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if calib < 1:
         raise ValueError(f"--calib must be >= 1, got {calib}")
+    unknown = set(options) - set(DEFAULT_OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown quantize options {sorted(unknown)}; known: {', '.join(DEFAULT_OPTIONS)}")
     need("onnxruntime" if backend == "onnxruntime" else "torchao")
     model = load_model(name)
     src = source_info(model)
@@ -144,39 +160,87 @@ def quantize(name: str, method: str = "static", *, calib: int = 512, backend: st
     fmt = "onnx" if backend == "onnxruntime" else "pt2"
     fp32, int8 = out / "fp32" / FILES[fmt], out / FILES[fmt]
     export(model, fmt, fp32.parent)
+    given = {k: v for k, v in options.items() if v is not None}
+    family = FAMILY_OPTIONS.get((getattr(model, "pretrained_cfg", None) or {}).get("family"), {})
+    if backend == "pt2e":
+        if set(given) - {"scope"}:
+            raise ValueError(f"the pt2e backend takes only the scope option, not {sorted(set(given) - {'scope'})}")
+        family = {k: v for k, v in family.items() if k == "scope"}
+    options = {**DEFAULT_OPTIONS, **family, **given}
+    if options["calibrate"] not in CALIBRATE:
+        raise ValueError(f"calibrate must be one of {', '.join(CALIBRATE)}, got {options['calibrate']!r}")
     split, inputs = calibration_inputs(name, calib) if method == "static" else (None, [])
-    (_onnxruntime if backend == "onnxruntime" else _pt2e)(spec, method, inputs, fp32, int8)
+    (_onnxruntime if backend == "onnxruntime" else _pt2e)(spec, method, inputs, fp32, int8, options)
     sizes = {"fp32": fp32.stat().st_size, "int8": int8.stat().st_size}
     card = {"source": src, "tag": f"{src['tag'] or src['arch']}-int8", "kind": "int8", "format": fmt,
             "backend": backend,
-            "method": method, "calibration": {"rows": calib, "split": split} if method == "static" else None,
+            "method": method, "options": options,
+            "calibration": {"rows": calib, "split": split} if method == "static" else None,
             "size_bytes": sizes, "size_ratio": sizes["int8"] / sizes["fp32"]}
     if measure:
         card.update(_measure(name, model, spec, fp32, int8, batch, threads))
     write_json(out / "deploy.json", card)
-    deploy = {k: card[k] for k in ("kind", "backend", "method", "calibration", "size_bytes", "size_ratio")}
+    deploy = {k: card[k] for k in ("kind", "backend", "method", "options", "calibration", "size_bytes", "size_ratio")}
     write_folder(out, model, deploy, card["metrics"]["int8"] if measure else None, _readme(card), file=int8.name)
     shutil.rmtree(fp32.parent / "__pycache__", ignore_errors=True)
     return out
 
 
-def _onnxruntime(spec, method: str, inputs: list, fp32: Path, int8: Path) -> None:
-    """onnxruntime QDQ static (per-channel int8 weights, uint8 min-max activations) or dynamic int8."""
+def _onnxruntime(spec, method: str, inputs: list, fp32: Path, int8: Path, options: dict) -> None:
+    """onnxruntime QDQ static (int8 weights, uint8 activations calibrated on `inputs`) or dynamic int8."""
     from onnxruntime import quantization as Q
 
     with tempfile.TemporaryDirectory() as tmp:
         prep = Path(tmp) / "prep.onnx"
         Q.quant_pre_process(str(fp32), str(prep), skip_symbolic_shape=True)
+        chosen = {"per_channel": options["per_channel"], "op_types_to_quantize": options["ops"],
+                  **_node_choice(prep, options)}
         if method == "static":
             feeds = [dict(zip(spec.input_names, (x.numpy() for x in xs))) for xs in inputs]
-            Q.quantize_static(str(prep), str(int8), _Reader(feeds), quant_format=Q.QuantFormat.QDQ, per_channel=True,
+            Q.quantize_static(str(prep), str(int8), _Reader(feeds), quant_format=Q.QuantFormat.QDQ,
                               activation_type=Q.QuantType.QUInt8, weight_type=Q.QuantType.QInt8,
-                              calibrate_method=Q.CalibrationMethod.MinMax)
+                              calibrate_method=getattr(Q.CalibrationMethod, CALIBRATE[options["calibrate"]]),
+                              **chosen)
         else:
-            Q.quantize_dynamic(str(prep), str(int8), weight_type=Q.QuantType.QInt8)
+            Q.quantize_dynamic(str(prep), str(int8), weight_type=Q.QuantType.QInt8, **chosen)
 
 
-def _pt2e(spec, method: str, inputs: list, fp32: Path, int8: Path) -> None:
+def _node_choice(model_path: Path, options: dict) -> dict:
+    """nodes_to_quantize (those inside `scope`) and nodes_to_exclude (the first and last layer: keep_ends),
+    from the node names and the torch module scopes the ONNX exporter records on each node."""
+    import onnx
+
+    nodes = onnx.load(str(model_path)).graph.node
+    out = {}
+    if options["scope"]:
+        scope = options["scope"]
+
+        def inside(node):
+            scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), "")
+            return any(s == scope or s.endswith("." + scope) for s in _scope_list(scopes))
+
+        out["nodes_to_quantize"] = [n.name for n in nodes if inside(n)]
+        if not out["nodes_to_quantize"]:
+            raise ValueError(f"quantize scope {scope!r}: no ONNX node comes from a module of that name")
+    if options["keep_ends"]:
+        layers = [n.name for n in nodes if n.op_type in QUANTIZABLE]
+        # the dynamic quantizer splits a Gemm into MatMul + Add first: exclude the MatMul's name too
+        out["nodes_to_exclude"] = [x for n in {layers[0], layers[-1]} for x in (n, f"{n}_MatMul")]
+    return out
+
+
+def _scope_list(text: str) -> list[str]:
+    """The exporter's "['', 'model', 'model.encoder']" as a list (literal syntax only)."""
+    import ast
+
+    try:
+        value = ast.literal_eval(text) if text else []
+    except (ValueError, SyntaxError):
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _pt2e(spec, method: str, inputs: list, fp32: Path, int8: Path, options: dict) -> None:
     """torch.export -> prepare_pt2e(X86InductorQuantizer) -> calibrate -> convert_pt2e -> torch.export.save.
 
     The saved program holds int8 weights with quantize/dequantize ops around each quantized op: exact int8
@@ -188,8 +252,16 @@ def _pt2e(spec, method: str, inputs: list, fp32: Path, int8: Path) -> None:
 
     example = spec.example_inputs(2)
     graph = torch.export.export(spec.module, example, dynamic_shapes=_dims(spec, True)).module()
-    quantizer = X86.X86InductorQuantizer().set_global(
-        X86.get_default_x86_inductor_quantization_config(is_dynamic=method == "dynamic"))
+    config = X86.get_default_x86_inductor_quantization_config(is_dynamic=method == "dynamic")
+    quantizer = X86.X86InductorQuantizer()
+    if options["scope"]:  # the submodule's full name inside the exported module (graph wrappers add a prefix)
+        scope = options["scope"]
+        names = [n for n, _ in spec.module.named_modules() if n == scope or n.endswith("." + scope)]
+        if not names:
+            raise ValueError(f"quantize scope {options['scope']!r}: the model has no submodule of that name")
+        quantizer.set_module_name_qconfig(names[0], config)
+    else:
+        quantizer.set_global(config)
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
         for xs in _batches(inputs) if method == "static" else [example]:
@@ -247,7 +319,9 @@ def _readme(card: dict) -> str:
              f"{card['method']} int8 ({card['backend']}) of `{card['source']['tag']}` "
              f"(weights sha256 `{card['source']['sha256']}`).", "",
              f"- size: {card['size_bytes']['int8']:,} bytes, {card['size_ratio']:.2f}x the fp32 {card['format']} model",
-             f"- calibration: {card['calibration']}"]
+             "- calibration: " + (f"{card['calibration']['rows']} inputs of the {card['calibration']['split']} split"
+                                  if card["calibration"] else "none (dynamic)"),
+             "- options: " + ", ".join(f"{k}={v}" for k, v in card["options"].items())]
     if "metrics" in card:
         for key, value in card["metrics"]["int8"].items():
             lines.append(f"- {key}: {value:.4f} int8 vs {card['metrics']['fp32'][key]:.4f} fp32")
