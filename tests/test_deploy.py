@@ -144,7 +144,7 @@ def test_quantize_cnn_int8_accuracy_on_a_fixed_slice(tmp_path):
     from zoo.deploy.quantize import quantize
     from zoo.deploy.runtime import ExportedModel, OnnxModule
     from zoo.engine.run import load_for_eval, make_context, resolve_recipe
-    from zoo.tasks.classification import ImageBatches
+    from zoo.families.cnn.task import ImageBatches
 
     out = quantize("cnn.fashion_mnist", "static", calib=128, out_dir=tmp_path / "q", measure=False)
     card = json.loads((out / "deploy.json").read_text())

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import zoo
-from zoo.data import anomaly as A
+from zoo.families.patchcore import data as A
 from zoo.families.patchcore.heldout import HELDOUT_DEFECTS, heldout_sample, make_heldout_benchmark
 from zoo.families.patchcore.model import PatchCore, efficientnet_lite_imagenet, greedy_coreset, nearest_neighbours
 from zoo.tasks import get_task

@@ -15,7 +15,9 @@ import pytest
 
 import zoo
 from zoo import weights
-from zoo.data import graphs, images, volumes
+from zoo.data import images
+from zoo.families.gcn import data as graphs
+from zoo.families.unet3d import data as volumes
 from zoo.tour import tour
 from zoo.utils import bundled_dir
 

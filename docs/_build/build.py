@@ -11,7 +11,7 @@ The demo's assets are written into the built site's demo/assets/ (nothing genera
              parity-checked against PyTorch there); kept in build/demo-onnx/ while the weights' sha256 and the
              code that exports them (zoo/deploy/, the family's model module) are unchanged.
 - samples/   ten Fashion-MNIST test images (the first of each class), brick crops with each planted defect and
-             one without (zoo.data.anomaly.texture_sample), as PNG.
+             one without (zoo.families.patchcore.data.texture_sample), as PNG.
 - demo.json  for each demo: the ONNX file, the card's input_spec, labels and thresholds, the samples.
 """
 
@@ -97,7 +97,7 @@ def patchcore_samples(out: Path, texture: str, size: int) -> list[dict]:
     """A crop of `texture` with each planted defect, then one without, as size x size RGB PNGs."""
     import numpy as np
 
-    from zoo.data import anomaly
+    from zoo.families.patchcore import data as anomaly
 
     rows = []
     for kind in [*anomaly.DEFECTS, "good"]:

@@ -43,7 +43,7 @@ class PatchCoreGraph(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
-        from zoo.models.patchcore import _gaussian_blur  # the model's own smoothing, so the maps agree
+        from zoo.families.patchcore.model import _gaussian_blur  # the model's own smoothing, so the maps agree
 
         self.model, self.blur = model, _gaussian_blur
 
@@ -82,7 +82,7 @@ class NerfField(nn.Module):
         self.encode = lambda x: HashEncoding.forward(model.encoding, x)
 
     def forward(self, points: torch.Tensor, dirs: torch.Tensor):
-        from zoo.models.nerf import spherical_harmonics
+        from zoo.families.nerf.model import spherical_harmonics
 
         h = self.model.density_net(self.encode(points))
         rgb = self.model.colour_net(torch.cat((h, spherical_harmonics(dirs)), -1))
@@ -109,7 +109,7 @@ def _field_points(model, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _rig_inputs(model, batch_size: int) -> tuple:
     """Random images on zoo's six-camera rig at the size the bev weights were trained at."""
-    from zoo.data.bev import make_rig
+    from zoo.families.bev.data import make_rig
 
     k, e = make_rig(model.image_size)
     expand = (batch_size, -1, -1, -1)
@@ -119,7 +119,7 @@ def _rig_inputs(model, batch_size: int) -> tuple:
 
 def _field_reference(model, points, dirs):
     """The field through the model's own code path (fused hash encoding, truncated exp)."""
-    from zoo.models.nerf import spherical_harmonics
+    from zoo.families.nerf.model import spherical_harmonics
 
     sigma, h = model.density(points)
     return sigma, model.colour_net(torch.cat((h, spherical_harmonics(dirs)), -1))
@@ -140,7 +140,7 @@ def graph_spec(model: nn.Module) -> GraphSpec:
         return GraphSpec(NerfField(model), lambda b: _field_points(model, b), ["points", "dirs"], ["sigma", "rgb"],
                          {"points": {0: "samples"}, "dirs": {0: "samples"}},
                          ["field only: ray marching, occupancy grid and compositing stay in Python "
-                          "(zoo.models.nerf.HashNeRF.render_rays)"],
+                          "(zoo.families.nerf.model.HashNeRF.render_rays)"],
                          reference=lambda p, d: _field_reference(model, p, d), whole_model=False)
     if name in ("GCN", "DAGNN"):
         return GraphSpec(model, model.example_inputs, ["x", "edge_index"], ["logits"],
