@@ -125,9 +125,11 @@ LAZY_CYCLES = {
     frozenset({"zoo.deploy.profile", "zoo.deploy.prune", "zoo.deploy.quantize", "zoo.engine",
                "zoo.engine.reproducing", "zoo.engine.run", "zoo.engine.trainer"}):
         "deploy's distill/prune recovery trains with the engine, and `zoo reproduce` re-runs deploy cards",
-    frozenset({"zoo.deploy", "zoo.deploy.exporter", "zoo.deploy.folder", "zoo.registry"}):
+    frozenset({"zoo.deploy", "zoo.deploy.exporter", "zoo.deploy.folder", "zoo.deploy.graphs", "zoo.registry",
+               "zoo.families.nerf.model", "zoo.families.patchcore.model"}):
         "zoo.create hands a deployed (quantized or pruned) folder to zoo.deploy.folder, which first builds the "
-        "float model with zoo.create; the exporter builds its model with zoo.create too",
+        "float model with zoo.create; the exporter builds its model with zoo.create too, and its export graphs "
+        "call the families' own functions (patchcore's blur, nerf's spherical harmonics) so that they agree",
     frozenset({"zoo.families.cnn.task", "zoo.samples"}):
         "the shipped samples are cut from the cnn task's test split; the task draws them with zoo.samples",
 }
