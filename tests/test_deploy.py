@@ -7,6 +7,7 @@ the published weights go through the same code in tests/benchmarks/bench_deploy.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -259,7 +260,7 @@ def test_calibration_never_reads_the_test_split(monkeypatch):
     assert asked and "test" not in asked, asked
 
 
-def test_quantize_pt2e_cnn(tmp_path):
+def test_quantize_pt2e_cnn(tmp_path, monkeypatch):
     """--backend pt2e: torch.export + X86InductorQuantizer; a .pt2 folder <= 0.3x, loadable, accurate on a slice."""
     pytest.importorskip("torchao", reason="the pt2e backend needs torchao: pip install 'zoo[deploy]'")
     from zoo.deploy.quantize import calibration_inputs, quantize
@@ -273,10 +274,13 @@ def test_quantize_pt2e_cnn(tmp_path):
     with torch.no_grad():
         agree = (int8(x).argmax(1) == fp32(x).argmax(1)).float().mean()
     assert agree >= 0.98, agree
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # a refused call writes nothing, not even its default folder here
     with pytest.raises(ValueError, match="backend must be one of onnxruntime, pt2e"):
         quantize("cnn.fashion_mnist", backend="tflite")
     with pytest.raises(ValueError, match="pt2e backend takes only the scope"):
         quantize("cnn.fashion_mnist", backend="pt2e", calibrate="entropy")
+    assert not any(Path.cwd().iterdir())
 
 
 def test_quantize_scope_and_option_errors(tmp_path):

@@ -151,24 +151,25 @@ def quantize(name: str, method: str = "static", *, calib: int = 512, backend: st
     unknown = set(options) - set(DEFAULT_OPTIONS)
     if unknown:
         raise ValueError(f"unknown quantize options {sorted(unknown)}; known: {', '.join(DEFAULT_OPTIONS)}")
+    given = {k: v for k, v in options.items() if v is not None}
+    if backend == "pt2e" and set(given) - {"scope"}:
+        raise ValueError(f"the pt2e backend takes only the scope option, not {sorted(set(given) - {'scope'})}")
+    if given.get("calibrate", DEFAULT_OPTIONS["calibrate"]) not in CALIBRATE:
+        raise ValueError(f"calibrate must be one of {', '.join(CALIBRATE)}, got {given['calibrate']!r}")
     need("onnxruntime" if backend == "onnxruntime" else "torchao")
     model = load_model(name)
     src = source_info(model)
     spec = graph_spec(model)
+    family = FAMILY_OPTIONS.get((getattr(model, "pretrained_cfg", None) or {}).get("family"), {})
+    if backend == "pt2e":
+        family = {k: v for k, v in family.items() if k == "scope"}
+    options = {**DEFAULT_OPTIONS, **family, **given}
+    # every argument is checked before anything is written: a refused call leaves no folder behind
     out = Path(out_dir or f"{src['tag'] or src['arch']}-int8")
     out.mkdir(parents=True, exist_ok=True)
     fmt = "onnx" if backend == "onnxruntime" else "pt2"
     fp32, int8 = out / "fp32" / FILES[fmt], out / FILES[fmt]
     export(model, fmt, fp32.parent)
-    given = {k: v for k, v in options.items() if v is not None}
-    family = FAMILY_OPTIONS.get((getattr(model, "pretrained_cfg", None) or {}).get("family"), {})
-    if backend == "pt2e":
-        if set(given) - {"scope"}:
-            raise ValueError(f"the pt2e backend takes only the scope option, not {sorted(set(given) - {'scope'})}")
-        family = {k: v for k, v in family.items() if k == "scope"}
-    options = {**DEFAULT_OPTIONS, **family, **given}
-    if options["calibrate"] not in CALIBRATE:
-        raise ValueError(f"calibrate must be one of {', '.join(CALIBRATE)}, got {options['calibrate']!r}")
     split, inputs = calibration_inputs(name, calib) if method == "static" else (None, [])
     (_onnxruntime if backend == "onnxruntime" else _pt2e)(spec, method, inputs, fp32, int8, options)
     sizes = {"fp32": fp32.stat().st_size, "int8": int8.stat().st_size}
