@@ -294,6 +294,16 @@ def test_quantize_scope_and_option_errors(tmp_path):
     convs = [n.name for n in onnx.load(str(out / "model.onnx")).graph.node if n.op_type == "Conv"]
     assert chosen and set(chosen) < {n.name for n in onnx.load(str(out / "model.onnx")).graph.node}
     assert 0 < len(set(convs) & set(chosen)) < len(convs)  # the encoder's convolutions, not the BEV head's
+    # quantize first runs onnxruntime's quant_pre_process, which on the full-size bev model keeps the node
+    # names but drops their metadata (the recorded scopes): the same copy, made here by hand
+    prep = onnx.load(str(out / "model.onnx"))
+    for node in prep.graph.node:
+        del node.metadata_props[:]
+    onnx.save(prep, str(tmp_path / "prep.onnx"))
+    options = {"scope": "encoder", "keep_ends": False}
+    with pytest.raises(ValueError, match="scope 'encoder'"):
+        _node_choice(tmp_path / "prep.onnx", options)
+    assert _node_choice(tmp_path / "prep.onnx", options, scopes_from=out / "model.onnx")["nodes_to_quantize"]
     with pytest.raises(ValueError, match="scope 'nowhere'"):
         _node_choice(out / "model.onnx", {"scope": "nowhere", "keep_ends": False})
     with pytest.raises(ValueError, match="calibrate must be one of minmax, percentile, entropy"):

@@ -195,7 +195,7 @@ def _onnxruntime(spec, method: str, inputs: list, fp32: Path, int8: Path, option
         prep = Path(tmp) / "prep.onnx"
         Q.quant_pre_process(str(fp32), str(prep), skip_symbolic_shape=True)
         chosen = {"per_channel": options["per_channel"], "op_types_to_quantize": options["ops"],
-                  **_node_choice(prep, options)}
+                  **_node_choice(prep, options, scopes_from=fp32)}
         if method == "static":
             feeds = [dict(zip(spec.input_names, (x.numpy() for x in xs))) for xs in inputs]
             Q.quantize_static(str(prep), str(int8), _Reader(feeds), quant_format=Q.QuantFormat.QDQ,
@@ -206,18 +206,24 @@ def _onnxruntime(spec, method: str, inputs: list, fp32: Path, int8: Path, option
             Q.quantize_dynamic(str(prep), str(int8), weight_type=Q.QuantType.QInt8, **chosen)
 
 
-def _node_choice(model_path: Path, options: dict) -> dict:
+def _node_choice(model_path: Path, options: dict, scopes_from: Path | None = None) -> dict:
     """nodes_to_quantize (those inside `scope`) and nodes_to_exclude (the first and last layer: keep_ends),
-    from the node names and the torch module scopes the ONNX exporter records on each node."""
+    from the node names and the torch module scopes the ONNX exporter records on each node.
+
+    `scopes_from`: the export those scopes are read from, by node name, when `model_path` is a copy that
+    lost them (onnxruntime's quant_pre_process keeps the node names but drops their metadata).
+    """
     import onnx
 
     nodes = onnx.load(str(model_path)).graph.node
     out = {}
     if options["scope"]:
         scope = options["scope"]
+        recorded = {n.name: n for n in onnx.load(str(scopes_from)).graph.node} if scopes_from else {}
 
         def inside(node):
-            scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), "")
+            props = recorded.get(node.name, node).metadata_props
+            scopes = next((p.value for p in props if p.key == "pkg.torch.onnx.name_scopes"), "")
             return any(s == scope or s.endswith("." + scope) for s in _scope_list(scopes))
 
         out["nodes_to_quantize"] = [n.name for n in nodes if inside(n)]
