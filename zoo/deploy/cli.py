@@ -2,7 +2,7 @@
 
   zoo export NAME_OR_RUN --format onnx|pt2|torchscript|aoti [--opset N] [--no-dynamic-batch] --out DIR
   zoo quantize NAME --method static|dynamic [--calib N] [--backend onnxruntime|pt2e] [--ops OP ...]
-               [--keep-ends] [--calibrate minmax|percentile|entropy] [--scope MODULE] [--out DIR]
+               [--keep-ends] [--calibrate minmax|minmax-mean|percentile|entropy] [--scope MODULE] [--out DIR]
   zoo prune NAME --amount A [--minutes M] [--out DIR]
   zoo profile NAME [--batch B ...] [--trace DIR]
 """
@@ -96,7 +96,8 @@ def add_commands(add) -> None:
                     help="keep the first and last Conv/Linear in fp32 (default for dqn)")
     sp.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=None,
                     help="per-channel weight scales (default on)")
-    sp.add_argument("--calibrate", choices=["minmax", "percentile", "entropy"], help="activation ranges (minmax)")
+    sp.add_argument("--calibrate", choices=["minmax", "minmax-mean", "percentile", "entropy"],  # quantize.CALIBRATE
+                    help="activation ranges (the family default, else minmax)")
     sp.add_argument("--scope", help="quantize only this submodule (default for bev: encoder)")
     sp.add_argument("--out", help="folder (default ./<tag>-int8)")
     sp.add_argument("--batch", type=int, default=64, help="batch size of the speed measurement")

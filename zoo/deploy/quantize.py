@@ -35,7 +35,9 @@ from .runtime import ExportedModel, load_exported, need
 METHODS = ("static", "dynamic")
 BACKENDS = ("onnxruntime", "pt2e")
 CALIBRATION_SPLITS = ("val", "train")  # never "test": the card measures the int8 model there
-CALIBRATE = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}  # onnxruntime's names
+# onnxruntime's calibration methods; "minmax-mean" is MinMax over the mean of each calibration batch's extremes
+# (onnxruntime's CalibMovingAverage) instead of the extremes of all batches, which widen with every batch added
+CALIBRATE = {"minmax": "MinMax", "minmax-mean": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
 # Per-family defaults of the onnxruntime backend, each measured (docs/deploy.md, "what mattered"):
 # unet3d: QDQ around InstanceNorm / LeakyReLU / MaxPool / Concat cost 0.023 Dice; convolutions only lose 0.006.
 # dqn: the Q head's int8 error (~0.5 on Q-values near 60) exceeds the gap between the two actions, and the raw
@@ -138,7 +140,7 @@ def quantize(name: str, method: str = "static", *, calib: int = 512, backend: st
         batch, threads: the batch size and threads of the speed measurement.
         measure: False skips the metric and speed (the card then says so).
         **options: `ops` (op types to quantize, default all), `keep_ends` (first and last Conv/Linear in fp32),
-            `per_channel` (weights, default True), `calibrate` ("minmax", "percentile", "entropy"), `scope` (a
+            `per_channel` (weights, default True), `calibrate` ("minmax", "minmax-mean", "percentile", "entropy"), `scope` (a
             submodule name: only its ops are quantized; pt2e honours only this one). Unset ones take the
             family's measured defaults (FAMILY_OPTIONS), then DEFAULT_OPTIONS; the card records them.
     """
@@ -201,6 +203,7 @@ def _onnxruntime(spec, method: str, inputs: list, fp32: Path, int8: Path, option
             Q.quantize_static(str(prep), str(int8), _Reader(feeds), quant_format=Q.QuantFormat.QDQ,
                               activation_type=Q.QuantType.QUInt8, weight_type=Q.QuantType.QInt8,
                               calibrate_method=getattr(Q.CalibrationMethod, CALIBRATE[options["calibrate"]]),
+                              extra_options={"CalibMovingAverage": options["calibrate"] == "minmax-mean"},
                               **chosen)
         else:
             Q.quantize_dynamic(str(prep), str(int8), weight_type=Q.QuantType.QInt8, **chosen)
