@@ -2,7 +2,8 @@
 
   zoo export NAME_OR_RUN --format onnx|pt2|torchscript|aoti [--opset N] [--no-dynamic-batch] --out DIR
   zoo quantize NAME --method static|dynamic [--calib N] [--backend onnxruntime|pt2e] [--ops OP ...]
-               [--keep-ends] [--calibrate minmax|minmax-mean|percentile|entropy] [--scope MODULE] [--out DIR]
+               [--keep-ends] [--calibrate minmax|minmax-mean|percentile|entropy] [--scope MODULE]
+               [--keep-sensitive K] [--out DIR]
   zoo prune NAME --amount A [--minutes M] [--out DIR]
   zoo profile NAME [--batch B ...] [--trace DIR]
 """
@@ -32,7 +33,7 @@ def cmd_quantize(a) -> int:
 
     out = quantize(a.name, a.method, calib=a.calib, backend=a.backend, out_dir=a.out, batch=a.batch,
                    threads=a.threads, ops=a.ops, keep_ends=a.keep_ends, per_channel=a.per_channel,
-                   calibrate=a.calibrate, scope=a.scope)
+                   calibrate=a.calibrate, scope=a.scope, keep_sensitive=a.keep_sensitive)
     print(out)
     print((out / "README.md").read_text(), end="")
     return 0
@@ -99,6 +100,8 @@ def add_commands(add) -> None:
     sp.add_argument("--calibrate", choices=["minmax", "minmax-mean", "percentile", "entropy"],  # quantize.CALIBRATE
                     help="activation ranges (the family default, else minmax)")
     sp.add_argument("--scope", help="quantize only this submodule (default for bev: encoder)")
+    sp.add_argument("--keep-sensitive", type=int, metavar="K", help="static: keep in fp32 the K layers whose int8 "
+                    "alone moves the outputs most on the calibration inputs (default 0; unet3d: 2)")
     sp.add_argument("--out", help="folder (default ./<tag>-int8)")
     sp.add_argument("--batch", type=int, default=64, help="batch size of the speed measurement")
     sp.add_argument("--threads", type=int, default=2, help="threads of the speed measurement")
