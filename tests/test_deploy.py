@@ -306,10 +306,41 @@ def test_quantize_scope_and_option_errors(tmp_path):
     assert _node_choice(tmp_path / "prep.onnx", options, scopes_from=out / "model.onnx")["nodes_to_quantize"]
     with pytest.raises(ValueError, match="scope 'nowhere'"):
         _node_choice(out / "model.onnx", {"scope": "nowhere", "keep_ends": False})
-    with pytest.raises(ValueError, match="calibrate must be one of minmax, percentile, entropy"):
+    with pytest.raises(ValueError, match="calibrate must be one of minmax, minmax-mean, percentile, entropy"):
         quantize("dqn.cartpole", "dynamic", out_dir=tmp_path / "q", measure=False, calibrate="kl")
     with pytest.raises(ValueError, match="unknown quantize options"):
         quantize("dqn.cartpole", "dynamic", out_dir=tmp_path / "q", measure=False, symmetric=True)
+
+
+def test_keep_sensitive_ranks_layers_and_keeps_the_worst_in_fp32(tmp_path):
+    """--keep-sensitive K: every quantizable layer ranked by how much its int8 alone changes the outputs on the
+    calibration inputs; the top K stay fp32 in the int8 model (their weights are not dequantized)."""
+    import onnx
+
+    from zoo.deploy.quantize import _output_change, quantize
+
+    out = quantize("cnn.fashion_mnist", "static", calib=16, keep_sensitive=2, out_dir=tmp_path / "q", measure=False)
+    card = json.loads((out / "deploy.json").read_text())
+    ranking = card["sensitivity"]
+    graph = onnx.load(str(out / "model.onnx")).graph
+    layers = [n.name for n in onnx.load(str(out / "fp32" / "model.onnx")).graph.node if n.op_type in ("Conv", "Gemm")]
+    assert set(ranking) == set(layers) and list(ranking.values()) == sorted(ranking.values(), reverse=True)
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    by_name = {n.name: n for n in graph.node}
+    kept = list(ranking)[:2]
+    assert all(by_name[name].input[1] not in dequantized for name in kept)
+    assert all(by_name[name].input[1] in dequantized for name in list(ranking)[2:])
+    assert "kept in fp32" in (out / "README.md").read_text() and card["options"]["keep_sensitive"] == 2
+    # a flipped decision outweighs any logit error; outputs without a class axis are ranked by their error
+    import numpy as np
+    a = np.array([[2.0, 1.0], [0.0, 3.0]])
+    assert _output_change(a, np.array([[1.0, 2.0], [0.0, 3.0]])) > _output_change(a, a * 1.5) > 0
+    assert _output_change(np.ones(4), np.zeros(4)) == 1.0
+    with pytest.raises(ValueError, match="keep_sensitive .* needs --method static"):
+        quantize("dqn.cartpole", "dynamic", out_dir=tmp_path / "d", measure=False, keep_sensitive=1)
+    with pytest.raises(ValueError, match="keep_sensitive must be >= 0"):
+        quantize("cnn.fashion_mnist", "static", out_dir=tmp_path / "n", measure=False, keep_sensitive=-1)
+    assert not (tmp_path / "d").exists() and not (tmp_path / "n").exists()
 
 
 def test_pruned_folder_keeps_outputs_and_loads(tmp_path):

@@ -101,7 +101,7 @@ def add_commands(add) -> None:
                     help="activation ranges (the family default, else minmax)")
     sp.add_argument("--scope", help="quantize only this submodule (default for bev: encoder)")
     sp.add_argument("--keep-sensitive", type=int, metavar="K", help="static: keep in fp32 the K layers whose int8 "
-                    "alone moves the outputs most on the calibration inputs (default 0; unet3d: 2)")
+                    "alone moves the outputs most on the calibration inputs (default 0; unet3d: 4)")
     sp.add_argument("--out", help="folder (default ./<tag>-int8)")
     sp.add_argument("--batch", type=int, default=64, help="batch size of the speed measurement")
     sp.add_argument("--threads", type=int, default=2, help="threads of the speed measurement")
