@@ -176,6 +176,29 @@ def test_prune_channels_removes_flops():
         prune_channels(model, 1.5, x)
 
 
+def test_prune_scope_and_what_cannot_be_pruned():
+    """bev prunes its image encoder (the family's scope) and keeps working; gcn and patchcore have no layer
+    torch-pruning can prune, and say so instead of failing inside it; an empty scope is named."""
+    from zoo.deploy.prune import NotPrunable, prune_channels
+
+    bev = small("bev").eval()
+    x = graph_spec(bev).example_inputs(2)
+    pruned = prune_channels(bev, 0.3, x, scope="encoder")
+    params = {name: p.numel() for name, p in pruned.named_parameters()}
+    before = {name: p.numel() for name, p in bev.named_parameters()}
+    assert sum(params.values()) < sum(before.values())
+    assert all(params[n] == before[n] for n in params if not n.startswith("encoder.") and "proj" not in n)
+    with torch.no_grad():
+        out = pruned(*x)
+    assert torch.isfinite(next(iter(out.values())) if isinstance(out, dict) else out[0]).all()
+    for family in ("gcn", "patchcore"):
+        model = small(family).eval()
+        with pytest.raises(NotPrunable, match="nothing for torch-pruning to prune"):
+            prune_channels(model, 0.3, graph_spec(model).example_inputs(2))
+    with pytest.raises(ValueError, match="prune scope 'nowhere'"):
+        prune_channels(bev, 0.3, x, scope="nowhere")
+
+
 def test_cli_profile(tmp_path, capsys):
     assert main(["profile", "dqn.cartpole", "--batch", "1", "4", "--repeats", "2", "--trace", str(tmp_path)]) == 0
     out = capsys.readouterr().out

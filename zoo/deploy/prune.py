@@ -38,20 +38,49 @@ def flops_and_params(model: nn.Module, inputs: tuple) -> tuple[int, int]:
     return counter.get_total_flops(), sum(p.numel() for p in model.parameters())
 
 
-def prune_channels(model: nn.Module, amount: float, inputs: tuple) -> nn.Module:
-    """A copy of `model` with `amount` of its channels removed (L2 magnitude, torch-pruning's dependency graph)."""
+# Per-family part of the model that is pruned (measured): bev's attention reshapes are beyond torch-pruning's
+# dependency graph (an IndexError inside its importance), its image encoder (conv backbone + FPN) prunes cleanly.
+FAMILY_SCOPE = {"bev": "encoder"}
+PRUNABLE = (nn.Linear, nn.Conv2d, nn.Conv3d)
+
+
+class NotPrunable(ValueError):
+    """The model has nothing torch-pruning can remove channels from (or its graph defeats torch-pruning)."""
+
+
+def prune_channels(model: nn.Module, amount: float, inputs: tuple, scope: str | None = None) -> nn.Module:
+    """A copy of `model` with `amount` of its channels removed (L2 magnitude, torch-pruning's dependency graph).
+
+    `scope` (default: the family's FAMILY_SCOPE, else the whole model): prune only the layers of that submodule;
+    its last layer keeps its outputs, which the rest of the model reads."""
     if not 0 < amount < 1:
         raise ValueError(f"prune amount must be in (0, 1), got {amount}")
     tp = need("torch_pruning")
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    arch = cfg.get("arch") or type(model).__name__
+    scope = scope or FAMILY_SCOPE.get(cfg.get("family"))
     model = copy.deepcopy(model).eval()
-    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv2d | nn.Conv3d)]
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, PRUNABLE)]
+    if not layers:
+        raise NotPrunable(f"{arch}: nothing for torch-pruning to prune (no nn.Linear / nn.Conv2d / nn.Conv3d among "
+                          f"its registered modules)")
+    inside = [name for name, _ in layers if scope is None or f".{scope}." in f".{name}."]
+    if not inside:
+        raise ValueError(f"prune scope {scope!r}: {arch} has no Conv/Linear layer inside a module of that name")
     heads = getattr(model, "classifier", None) or ()
     heads = (heads,) if isinstance(heads, str) else tuple(heads)
-    # the outputs are the model's contract (classes, actions): its head, else its last layer, keeps them all
+    # the outputs are the model's contract (classes, actions): its head, else its last layer, keeps them all;
+    # with a scope, every layer outside it and the scope's own last layer (the rest of the model reads it)
     keep = [m for name, m in layers if any(name == h or name.startswith(h + ".") for h in heads)] or [layers[-1][1]]
+    if scope is not None:
+        keep += [m for name, m in layers if name not in inside] + [dict(layers)[inside[-1]]]
     pruner = tp.pruner.MetaPruner(model, inputs, importance=tp.importance.MagnitudeImportance(p=2),
                                   pruning_ratio=amount, ignored_layers=keep, global_pruning=False)
-    pruner.step()
+    try:
+        pruner.step()
+    except (IndexError, RuntimeError, KeyError) as e:  # torch-pruning's graph did not match the model's ops
+        raise NotPrunable(f"{arch}: torch-pruning could not follow its channel dependencies ({type(e).__name__}: "
+                          f"{e}); prune a convolutional part of it instead (scope)") from e
     return model
 
 

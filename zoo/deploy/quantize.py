@@ -144,10 +144,11 @@ def quantize(name: str, method: str = "static", *, calib: int = 512, backend: st
         batch, threads: the batch size and threads of the speed measurement.
         measure: False skips the metric and speed (the card then says so).
         **options: `ops` (op types to quantize, default all), `keep_ends` (first and last Conv/Linear in fp32),
-            `per_channel` (weights, default True), `calibrate` ("minmax", "minmax-mean", "percentile", "entropy"), `scope` (a
-            submodule name: only its ops are quantized; pt2e honours only this one), `keep_sensitive` (static:
-            the K layers whose int8 alone moves the outputs most on the calibration inputs stay fp32). Unset ones take the
-            family's measured defaults (FAMILY_OPTIONS), then DEFAULT_OPTIONS; the card records them.
+            `per_channel` (weights, default True), `calibrate` ("minmax", "minmax-mean", "percentile",
+            "entropy"), `scope` (a submodule name: only its ops are quantized; pt2e honours only this one),
+            `keep_sensitive` (static: the K layers whose int8 alone moves the outputs most on the calibration
+            inputs stay fp32). Unset ones take the family's measured defaults (FAMILY_OPTIONS), then
+            DEFAULT_OPTIONS; the card records them.
     """
     if method not in METHODS:
         raise ValueError(f"quantize method must be one of {', '.join(METHODS)}, got {method!r}")
