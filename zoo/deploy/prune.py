@@ -33,9 +33,19 @@ def flops_and_params(model: nn.Module, inputs: tuple) -> tuple[int, int]:
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(*inputs)
-    return counter.get_total_flops(), sum(p.numel() for p in model.parameters())
+    # the counter's module tracker hooks every module input that requires grad; a pruned bev passes one that
+    # has no grad function (torch-pruning re-creates its query parameter), so no parameter requires grad here
+    params = list(model.parameters())
+    flags = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        with torch.no_grad(), counter:
+            model(*inputs)
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+    return counter.get_total_flops(), sum(p.numel() for p in params)
 
 
 # Per-family part of the model that is pruned (measured): bev's attention reshapes are beyond torch-pruning's
