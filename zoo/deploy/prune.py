@@ -72,8 +72,7 @@ def prune_channels(model: nn.Module, amount: float, inputs: tuple, scope: str | 
     model = copy.deepcopy(model).eval()
     layers = [(name, m) for name, m in model.named_modules() if isinstance(m, PRUNABLE)]
     if not layers:
-        raise NotPrunable(f"{arch}: nothing for torch-pruning to prune (no nn.Linear / nn.Conv2d / nn.Conv3d among "
-                          f"its registered modules)")
+        raise NotPrunable(f"{arch}: nothing for torch-pruning to prune (no Linear/Conv module)")
     inside = [name for name, _ in layers if scope is None or f".{scope}." in f".{name}."]
     if not inside:
         raise ValueError(f"prune scope {scope!r}: {arch} has no Conv/Linear layer inside a module of that name")
