@@ -109,9 +109,14 @@ def prune(name: str, amount: float = 0.5, *, minutes: float = 5.0, out_dir: str 
     after = flops_and_params(pruned, x)
     _, raw = load_for_eval(name)
     lr = raw.get("optim", {}).get("lr", 0.01) * lr_scale
-    # epoch-based recipes run until the time budget; tasks without epochs (rl: env steps) refuse the key
-    epochs = ["train.epochs=1000"] if "epochs" in raw.get("train", {}) else []
-    raw = R.apply_overrides(raw, [f"train.max_minutes={minutes}", f"optim.lr={lr}", *epochs,
+    # the recovery is a time budget: epoch-based recipes run until it (tasks without epochs, rl's env steps,
+    # refuse the key), and the schedule anneals by its deadline instead of over the recipe's own steps (a
+    # step-defined recipe, cut by the deadline, would stop at its peak learning rate: 0.9308 vs 0.9436 on cnn)
+    train = raw.get("train", {})
+    budget = [*(["train.epochs=1000"] if "epochs" in train else []),
+              *(["train.max_steps=null"] if "max_steps" in train else []),
+              *(["schedule.progress=time"] if isinstance(raw.get("schedule"), dict) else [])]
+    raw = R.apply_overrides(raw, [f"train.max_minutes={minutes}", f"optim.lr={lr}", *budget,
                                   "~expect", "~weights", *overrides])
     recipe, task = resolve_recipe(raw)
     out = Path(out_dir or f"{src['tag'] or src['arch']}-pruned")
