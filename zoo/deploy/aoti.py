@@ -45,11 +45,18 @@ def build_command(out: Path) -> list[str]:
 def build_runner(out_dir: str | os.PathLike | None = None) -> Path:
     """Compile run_aoti.cpp into out_dir/run_aoti (reused when newer than the source); returns its path.
 
-    Default folder: zoo's cache (`ZOO_CACHE`, ~/.cache/zoo), one build per torch version."""
+    Default folder: zoo's cache (`ZOO_CACHE`, ~/.cache/zoo), one build per torch install: the program's rpath
+    names that install's torch/lib, so a build made from another virtual environment (since deleted) is not
+    reused."""
     if out_dir is None:
+        import hashlib
+
+        from torch.utils import cpp_extension
+
         from ..utils import cache_dir
 
-        out_dir = cache_dir(f"aoti-runner-torch-{torch.__version__}")
+        where = hashlib.sha256("\n".join(cpp_extension.library_paths()).encode()).hexdigest()[:12]
+        out_dir = cache_dir(f"aoti-runner-torch-{torch.__version__}-{where}")
     out = Path(out_dir) / "run_aoti"
     if out.is_file() and out.stat().st_mtime > SOURCE.stat().st_mtime:
         return out
