@@ -39,12 +39,12 @@ CALIBRATION_SPLITS = ("val", "train")  # never "test": the card measures the int
 # (onnxruntime's CalibMovingAverage) instead of the extremes of all batches, which widen with every batch added
 CALIBRATE = {"minmax": "MinMax", "minmax-mean": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
 # Per-family defaults of the onnxruntime backend, each measured (docs/deploy.md, "what mattered"):
-# unet3d: QDQ around InstanceNorm / LeakyReLU / MaxPool / Concat cost 0.023 Dice; convolutions only lose 0.006.
+# unet3d: QDQ around InstanceNorm / LeakyReLU / MaxPool / Concat cost 0.023 Dice; convolutions only lose 0.006,
+#         but that Dice still moved with the calibration set (0.918-0.932 over 64-512 patches, fp32 0.9385); the
+#         4 layers the sensitivity pass ranks first (the full-resolution convolutions) kept fp32: 0.9382-0.9384.
 # dqn: the Q head's int8 error (~0.5 on Q-values near 60) exceeds the gap between the two actions, and the raw
 #      observation's per-tensor uint8 range drowns the pole angle: first and last Linear stay fp32 (500 vs 92).
 # bev: the image encoder only (the brief's scope: attention, sampling and heads stay fp32).
-#         Its int8 Dice then still moved with the calibration set (0.918-0.932 over 64-512 patches, fp32 0.9385);
-#         the 4 layers the sensitivity pass ranks first (the full-resolution convolutions) kept in fp32: 0.9382-0.9383.
 FAMILY_OPTIONS = {"unet3d": {"ops": ("Conv", "ConvTranspose"), "keep_sensitive": 4}, "dqn": {"keep_ends": True},
                   "bev": {"scope": "encoder"}}
 DEFAULT_OPTIONS = {"ops": None, "keep_ends": False, "per_channel": True, "calibrate": "minmax", "scope": None,
