@@ -33,8 +33,8 @@ def flops_and_params(model: nn.Module, inputs: tuple) -> tuple[int, int]:
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    # the counter's module tracker hooks every module input that requires grad; a pruned bev passes one that
-    # has no grad function (torch-pruning re-creates its query parameter), so no parameter requires grad here
+    # the counter's module tracker hooks every module input that requires grad, and on a pruned bev one of them
+    # has no grad function ("Expected gradient function to be set"): with no parameter requiring grad, none does
     params = list(model.parameters())
     flags = [p.requires_grad for p in params]
     try:
