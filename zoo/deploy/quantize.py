@@ -244,8 +244,9 @@ def _sensitivity(prep: Path, feeds: list, chosen: dict, options: dict, run, tmp:
     nodes = onnx.load(str(prep)).graph.node
     types = tuple(options["ops"] or QUANTIZABLE)
     inside = set(chosen.get("nodes_to_quantize") or [n.name for n in nodes])
+    excluded = set(chosen.get("nodes_to_exclude", []))
     candidates = [n.name for n in nodes if n.op_type in types and n.op_type in QUANTIZABLE and n.name in inside
-                  and n.name not in set(chosen.get("nodes_to_exclude", []))]
+                  and n.name not in excluded]
     probe, rows = [], 0
     for feed in feeds:
         if rows >= SENSITIVITY_ROWS:
