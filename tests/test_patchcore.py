@@ -130,6 +130,8 @@ def test_model_rejects_bad_arguments():
         PatchCore(layers=[1, 2], neighbourhood=4)
     with pytest.raises(ValueError, match="color_weight must be >= 0"):
         PatchCore(layers=[1, 2], color_weight=-1)
+    with pytest.raises(ValueError, match=r"image_topk must be in \[0, 1\)"):
+        PatchCore(layers=[1, 2], image_topk=1.0)
 
 
 def test_feature_dim_none_keeps_the_channels_unprojected():
@@ -186,6 +188,21 @@ def test_color_weight_adds_the_patch_mean_colour():
     torch.testing.assert_close(weighted, torch.cat([2 * plain, feats[..., 64:]], -1))
     # with a projection the colour channels join the projected concatenation
     assert PatchCore(layers=[1, 2], feature_dim=16, image_size=64, color_weight=1).projection.shape == (67, 16)
+
+
+def test_image_topk_averages_the_highest_share_of_the_map():
+    x = torch.rand(3, 3, 64, 64)
+    models = [PatchCore(layers=[1, 2], feature_dim=8, image_size=64, image_topk=t) for t in (0.0, 0.05)]
+    bank, _ = models[0].embed(torch.rand(2, 3, 64, 64))
+    for m in models:
+        m.build_memory_bank(bank.flatten(0, 1))
+    peak, top = (m(x) for m in models)
+    torch.testing.assert_close(peak["anomaly_map"], top["anomaly_map"])  # the map itself is unchanged
+    # same reweighting factor; the peak is the mean of the 205 highest of the 64 x 64 map values
+    factor = peak["score"] / peak["anomaly_map"].flatten(1).amax(1)
+    expected = factor * top["anomaly_map"].flatten(1).topk(205, 1).values.mean(1)
+    torch.testing.assert_close(top["score"], expected)
+    assert bool((top["score"] <= peak["score"]).all())
 
 
 # --------------------------------------------------------------------------- data

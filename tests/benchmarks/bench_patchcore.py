@@ -9,7 +9,11 @@
   held-out kinds: what the recipes' settings were chosen on;
 - with --reweighting: per published tag, image AUROC of the paper's reweighted score against the plain
   maximum of the anomaly map, on the benchmark's and the held-out generator's test crops (no refit);
-- with --fashion: Fashion-MNIST one-class image AUROC for each of the 10 classes and their mean.
+- with --fashion: Fashion-MNIST one-class image AUROC for each of the 10 classes and their mean;
+- with --texture-stats: no detector, a check of whether simple local statistics see the held-out kinds
+  (warps above all): per image the largest |z-score| (against the normal training crops) of the
+  structure tensor's coherence, the log gradient energy at two scales and their ratio, 16 and 32 px
+  windows, as image AUROC per held-out kind.
 
 Everything goes through the recipes' own path (task.build_data -> zoo.create -> task.fit -> evaluate).
 
@@ -19,6 +23,7 @@ Everything goes through the recipes' own path (task.build_data -> zoo.create -> 
     python tests/benchmarks/bench_patchcore.py --reweighting [--threads 1]
     python tests/benchmarks/bench_patchcore.py --latency [--threads 2]     # published tags, batch 1, no refit
     python tests/benchmarks/bench_patchcore.py --fashion [--quick]
+    python tests/benchmarks/bench_patchcore.py --texture-stats [--textures gravel]
     python tests/benchmarks/bench_patchcore.py --pictures docs/models/img   # the docs page's pictures
 """
 
@@ -123,6 +128,49 @@ def reweighting(a) -> None:
                   f"map maximum {roc_auc_score(labels, peaks):.4f}", flush=True)
 
 
+def _local_stats(images: torch.Tensor, window: int) -> dict[str, torch.Tensor]:
+    """Maps of local texture statistics of (B, 3, H, W) images over `window`-px windows (half-window steps):
+    structure-tensor coherence and log gradient energy at full and half scale, and the energy ratio."""
+    import torch.nn.functional as F
+
+    grey = images.mean(1, keepdim=True)
+    out = {}
+    for scale in (1, 2):
+        g = F.avg_pool2d(grey, scale) if scale > 1 else grey
+        gx = (g[..., :, 1:] - g[..., :, :-1])[..., :-1, :]
+        gy = (g[..., 1:, :] - g[..., :-1, :])[..., :, :-1]
+        w = max(window // scale, 1)
+        jxx, jyy, jxy = (F.avg_pool2d(t, w, max(w // 2, 1)) for t in (gx * gx, gy * gy, gx * gy))
+        energy = jxx + jyy + 1e-8
+        out[f"coherence/{scale}"] = torch.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / energy
+        out[f"log energy/{scale}"] = torch.log(energy)
+    n = min(out["log energy/1"].shape[-1], out["log energy/2"].shape[-1])
+    out["energy ratio"] = out["log energy/1"][..., :n, :n] - out["log energy/2"][..., :n, :n]
+    return out
+
+
+def texture_stats(a) -> None:
+    """Image AUROC per held-out kind of max |z| of local texture statistics (no detector involved)."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    for texture in a.textures:
+        task, ctx, data, _ = _setup(f"patchcore/{texture}", [f"train.threads={a.threads}"])
+        normal = data.train.get_batch(torch.arange(len(data.train)))["image"]
+        held = task.build_data({**ctx.recipe["data"], "source": "heldout"}, ctx).test
+        images = held.get_batch(torch.arange(len(held)))["image"]
+        labels, kinds = held.labels.numpy(), np.array(held.kinds)
+        for window in (16, 32):
+            ref, test = _local_stats(normal, window), _local_stats(images, window)
+            for name in ref:
+                z = ((test[name] - ref[name].mean()) / ref[name].std()).abs().flatten(1).amax(1).numpy()
+                cells = []
+                for kind in sorted(set(kinds[labels == 1])):
+                    pick = (labels == 0) | (kinds == kind)
+                    cells.append(f"{kind} {roc_auc_score(labels[pick], z[pick]):.2f}")
+                print(f"{texture:7} {window:2d} px {name:13} " + "  ".join(cells), flush=True)
+
+
 def fashion(a) -> None:
     size = ["data.n_train=100", "data.n_test=100"] if a.quick else []
     classes = range(2) if a.quick else range(10)
@@ -189,6 +237,7 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, help="benchmark seeds for --validation (default 1 2)")
     ap.add_argument("--set", nargs="+", default=[], help="recipe overrides for --heldout/--validation")
     ap.add_argument("--latency", action="store_true", help="the published tags' ms per image, no refit")
+    ap.add_argument("--texture-stats", action="store_true", help="local texture statistics vs the held-out kinds")
     ap.add_argument("--pictures", metavar="DIR", help="draw the docs pictures of the published tags into DIR")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -204,6 +253,9 @@ def main() -> None:
         return
     if a.latency:
         latency(a)
+        return
+    if a.texture_stats:
+        texture_stats(a)
         return
     if a.heldout or a.validation:
         heldout(a)

@@ -235,7 +235,8 @@ class PatchCore(nn.Module):
 
     Scores: a patch's score is its distance to the nearest memory-bank entry,
     :math:`s(p) = \min_{m \in M} \|p - m\|`. The patch map is upsampled to `image_size` and
-    Gaussian-smoothed (`sigma`): the anomaly map. The image score is the map's maximum times the
+    Gaussian-smoothed (`sigma`): the anomaly map. The image score is the map's maximum (or, with
+    `image_topk` > 0, the mean of its highest `image_topk` share of pixels) times the
     paper's reweighting :math:`1 - \mathrm{softmax}_{m \in N_b(m^*)}(\|p^* - m\|)_{m^*}`, where
     :math:`p^*` is the highest-scoring patch, :math:`m^*` its nearest entry and :math:`N_b` the `num_neighbors`
     entries nearest to :math:`m^*`: a patch far from a dense part of the bank counts more.
@@ -264,6 +265,9 @@ class PatchCore(nn.Module):
             more channels, times this factor: ImageNet features are built to be invariant to a
             faint tint or darkening, so a low-contrast stain otherwise lies close to normal patches.
             0 (default) = off.
+        image_topk: the image score's peak is the mean of the anomaly map's highest `image_topk` share
+            of pixels (at `image_size`) instead of its single maximum: a defect raises a region of the
+            map, a normal image's maximum is often one isolated patch. 0 (default) = the maximum.
 
     Shapes:
         - input: images :math:`(B, 3, H, W)` float in [0, 1] (any H, W; resized inside).
@@ -274,7 +278,7 @@ class PatchCore(nn.Module):
                  stride: int = 8, pad: int = 16, feature_dim: int | None = 128, memory_size: int = 1,
                  coreset_ratio: float = 0.1, coreset_dim: int = 32, num_neighbors: int = 9, sigma: float = 4.0,
                  seed: int = 0, layer_weights: Sequence[float] | None = None, neighbourhood: int = 3,
-                 color_weight: float = 0.0):
+                 color_weight: float = 0.0, image_topk: float = 0.0):
         super().__init__()
         if neighbourhood < 1 or neighbourhood % 2 == 0:
             raise ValueError(f"patchcore: neighbourhood must be an odd number >= 1, got {neighbourhood}")
@@ -283,6 +287,8 @@ class PatchCore(nn.Module):
                              f"of {list(layers)}")
         if not color_weight >= 0:
             raise ValueError(f"patchcore: color_weight must be >= 0 (0 = no colour channels), got {color_weight}")
+        if not 0 <= image_topk < 1:
+            raise ValueError(f"patchcore: image_topk must be in [0, 1) (0 = the map's maximum), got {image_topk}")
         if not 0 < coreset_ratio <= 1:
             raise ValueError(f"patchcore: coreset_ratio must be in (0, 1], got {coreset_ratio}")
         if num_neighbors < 2:
@@ -304,6 +310,7 @@ class PatchCore(nn.Module):
         self.image_size, self.stride, self.pad, self.feature_dim = image_size, stride, pad, feature_dim
         self.coreset_ratio, self.coreset_dim = coreset_ratio, coreset_dim
         self.num_neighbors, self.sigma, self.neighbourhood = num_neighbors, sigma, neighbourhood
+        self.image_topk = float(image_topk)
         g = torch.Generator().manual_seed(seed)
         projection = (torch.randn(sum(channels), feature_dim, generator=g) / math.sqrt(feature_dim)
                       if feature_dim != sum(channels) else torch.eye(feature_dim))
@@ -416,7 +423,12 @@ class PatchCore(nn.Module):
         amap = F.interpolate(patch.view(b, 1, h, w), size=(self.image_size, self.image_size), mode="bilinear",
                              align_corners=False)
         amap = _gaussian_blur(amap, self.sigma)
-        score = weight * amap.flatten(1).amax(1)
+        pixels = amap.flatten(1)
+        if self.image_topk > 0:
+            peak = pixels.topk(max(1, round(self.image_topk * pixels.shape[1])), 1).values.mean(1)
+        else:
+            peak = pixels.amax(1)
+        score = weight * peak
         if amap.shape[-2:] != images.shape[-2:]:
             amap = F.interpolate(amap, size=images.shape[-2:], mode="bilinear", align_corners=False)
         return {"score": score, "anomaly_map": amap[:, 0]}
