@@ -89,9 +89,14 @@ def test_export_errors_are_clear(tmp_path):
         stand_in(small("nerf"), "onnxruntime", tmp_path / "n")
 
 
-def test_patchcore_graph_is_the_model(tmp_path):
-    """The matmul + TopK graph gives the model's own score and map (the parity reference is model.forward)."""
+@pytest.mark.parametrize("options", [{}, {"image_topk": 0.05, "color_weight": 10.0, "energy_weight": 10.0}])
+def test_patchcore_graph_is_the_model(tmp_path, options):
+    """The matmul + TopK graph gives the model's own score and map (the parity reference is model.forward),
+    with the published recipes' options too (grass's top-1% image score once fell back to the maximum here)."""
     model = small("patchcore")
+    if options:
+        model = zoo.create("patchcore", layers=[1, 2], image_size=64, feature_dim=16, pad=8, **options)
+        model.set_memory_bank(torch.randn(50, 16))
     spec = graph_spec(model)
     x = spec.example_inputs(2)
     with torch.no_grad():

@@ -130,6 +130,8 @@ def test_model_rejects_bad_arguments():
         PatchCore(layers=[1, 2], neighbourhood=4)
     with pytest.raises(ValueError, match="color_weight must be >= 0"):
         PatchCore(layers=[1, 2], color_weight=-1)
+    with pytest.raises(ValueError, match="energy_weight must be >= 0"):
+        PatchCore(layers=[1, 2], energy_weight=-1)
     with pytest.raises(ValueError, match=r"image_topk must be in \[0, 1\)"):
         PatchCore(layers=[1, 2], image_topk=1.0)
 
@@ -188,6 +190,28 @@ def test_color_weight_adds_the_patch_mean_colour():
     torch.testing.assert_close(weighted, torch.cat([2 * plain, feats[..., 64:]], -1))
     # with a projection the colour channels join the projected concatenation
     assert PatchCore(layers=[1, 2], feature_dim=16, image_size=64, color_weight=1).projection.shape == (67, 16)
+
+
+def test_energy_weight_adds_the_local_log_gradient_energy():
+    x = torch.full((1, 3, 64, 64), 0.5)
+    x[..., 32:, :] += 0.1 * torch.rand(1, 3, 32, 64)  # bottom half textured, top half flat
+    plain, _ = PatchCore(layers=[1, 2], feature_dim=None, image_size=64, pad=0).embed(x)
+    model = PatchCore(layers=[1, 2], feature_dim=None, image_size=64, pad=0, energy_weight=10)
+    feats, (h, w) = model.embed(x)
+    assert model.feature_dim == 24 + 40 + 1 and torch.equal(feats[..., :64], plain)
+    energy = feats[0, :, 64].view(h, w) / 10
+    assert float(energy[0].max()) < float(energy[-1].min())  # more edges, more energy
+    # the value: log of the mean squared gradient of the grey input over the 5 x 5 cells (40 px) around the patch
+    noise = torch.rand(1, 3, 64, 64)
+    grey = ((noise - model.mean) / model.std).mean(1)[0]
+    g2 = torch.zeros(64, 64)
+    g2[:, :-1] += (grey[:, 1:] - grey[:, :-1]) ** 2
+    g2[:-1] += (grey[1:] - grey[:-1]) ** 2
+    value = model.embed(noise)[0][0, :, 64].view(h, w)[4, 4] / 10
+    torch.testing.assert_close(value, torch.log(g2[16:56, 16:56].mean() + 1e-4), atol=1e-5, rtol=1e-5)
+    # after the colour channels when both are on
+    both = PatchCore(layers=[1, 2], feature_dim=None, image_size=64, pad=0, color_weight=1, energy_weight=10)
+    torch.testing.assert_close(both.embed(x)[0][..., -1], feats[..., -1])
 
 
 def test_image_topk_averages_the_highest_share_of_the_map():

@@ -7,7 +7,7 @@
   loop), the paper's reweighting, the upsampled and smoothed anomaly map and the image score, all
   inside the graph. Input is fixed at the model's `image_size` (the antialiased resize of other sizes
   stays outside). Written against the model's public attributes (`embed`, `memory_bank`,
-  `num_neighbors`, `image_size`, `sigma`, `feature_dim`) so internal rewrites do not break it.
+  `num_neighbors`, `image_size`, `sigma`, `feature_dim`, `peak`) so internal rewrites do not break it.
 - nerf: the field only, (points, view directions) -> (density, colour); ray marching, the occupancy
   grid and compositing stay in Python (they are data-dependent loops).
 - bev: the dict output becomes a tuple (seg, centre, bev[, depth]); the temporal input is left out.
@@ -67,7 +67,7 @@ class PatchCoreGraph(nn.Module):
         amap = F.interpolate(patch.view(b, 1, h, w), size=(m.image_size, m.image_size), mode="bilinear",
                              align_corners=False)
         amap = self.blur(amap, m.sigma)
-        return weight * amap.flatten(1).amax(1), amap[:, 0]
+        return weight * m.peak(amap), amap[:, 0]
 
 
 class NerfField(nn.Module):

@@ -230,7 +230,8 @@ class PatchCore(nn.Module):
     patch features, p = 3),
     brought to one grid of stride `stride` (finer maps average-pooled, coarser ones upsampled),
     scaled by `layer_weights` (a layer's share of the patch distance), concatenated (with the patch's
-    mean colour times `color_weight`, when > 0), cropped back to the unpadded image and randomly
+    mean colour times `color_weight` and the local log gradient energy times `energy_weight`, when > 0),
+    cropped back to the unpadded image and randomly
     projected to `feature_dim`.
 
     Scores: a patch's score is its distance to the nearest memory-bank entry,
@@ -265,6 +266,10 @@ class PatchCore(nn.Module):
             more channels, times this factor: ImageNet features are built to be invariant to a
             faint tint or darkening, so a low-contrast stain otherwise lies close to normal patches.
             0 (default) = off.
+        energy_weight: when > 0, one more channel: the log of the grey input's mean squared gradient over
+            a window of about 32 px around the patch, times this factor (after the p x p averaging and
+            the colour). A fine dark crack or a stain adds or removes edge energy that ImageNet
+            features, matched patch by patch, do not single out. 0 (default) = off.
         image_topk: the image score's peak is the mean of the anomaly map's highest `image_topk` share
             of pixels (at `image_size`) instead of its single maximum: a defect raises a region of the
             map, a normal image's maximum is often one isolated patch. 0 (default) = the maximum.
@@ -278,7 +283,7 @@ class PatchCore(nn.Module):
                  stride: int = 8, pad: int = 16, feature_dim: int | None = 128, memory_size: int = 1,
                  coreset_ratio: float = 0.1, coreset_dim: int = 32, num_neighbors: int = 9, sigma: float = 4.0,
                  seed: int = 0, layer_weights: Sequence[float] | None = None, neighbourhood: int = 3,
-                 color_weight: float = 0.0, image_topk: float = 0.0):
+                 color_weight: float = 0.0, image_topk: float = 0.0, energy_weight: float = 0.0):
         super().__init__()
         if neighbourhood < 1 or neighbourhood % 2 == 0:
             raise ValueError(f"patchcore: neighbourhood must be an odd number >= 1, got {neighbourhood}")
@@ -287,6 +292,8 @@ class PatchCore(nn.Module):
                              f"of {list(layers)}")
         if not color_weight >= 0:
             raise ValueError(f"patchcore: color_weight must be >= 0 (0 = no colour channels), got {color_weight}")
+        if not energy_weight >= 0:
+            raise ValueError(f"patchcore: energy_weight must be >= 0 (0 = no energy channel), got {energy_weight}")
         if not 0 <= image_topk < 1:
             raise ValueError(f"patchcore: image_topk must be in [0, 1) (0 = the map's maximum), got {image_topk}")
         if not 0 < coreset_ratio <= 1:
@@ -303,6 +310,9 @@ class PatchCore(nn.Module):
         self.color_weight = float(color_weight)
         if self.color_weight > 0:
             channels = [*channels, 3]  # the mean-colour map, last in the concatenation
+        self.energy_weight = float(energy_weight)
+        if self.energy_weight > 0:
+            channels = [*channels, 1]  # the log gradient energy, after the colour
         self._frozen = (net,)  # a tuple: not a registered submodule, so not in the state dict (see above)
         self.layers = list(layers)
         self.layer_weights = [float(w) for w in layer_weights] if layer_weights is not None else None
@@ -365,6 +375,8 @@ class PatchCore(nn.Module):
                 else F.interpolate(m, size=(cells, cells), mode="bilinear", align_corners=False) for m in maps]
         if self.layer_weights is not None:
             maps = [m * w for m, w in zip(maps, self.layer_weights)] + maps[len(self.layers):]  # colour: own weight
+        if self.energy_weight > 0:
+            maps = [*maps, _log_energy(x, self.stride, cells) * self.energy_weight]
         c = pad // self.stride
         feats = torch.cat(maps, 1)[..., c:cells - c, c:cells - c]
         h, w = feats.shape[-2:]
@@ -423,18 +435,34 @@ class PatchCore(nn.Module):
         amap = F.interpolate(patch.view(b, 1, h, w), size=(self.image_size, self.image_size), mode="bilinear",
                              align_corners=False)
         amap = _gaussian_blur(amap, self.sigma)
-        pixels = amap.flatten(1)
-        if self.image_topk > 0:
-            peak = pixels.topk(max(1, round(self.image_topk * pixels.shape[1])), 1).values.mean(1)
-        else:
-            peak = pixels.amax(1)
-        score = weight * peak
+        score = weight * self.peak(amap)
         if amap.shape[-2:] != images.shape[-2:]:
             amap = F.interpolate(amap, size=images.shape[-2:], mode="bilinear", align_corners=False)
         return {"score": score, "anomaly_map": amap[:, 0]}
 
+    def peak(self, amap: torch.Tensor) -> torch.Tensor:
+        """The image score before the reweighting: the smoothed map's maximum, or the mean of its highest
+        `image_topk` share of pixels. (B, 1, H, W) -> (B,); the export graph calls it too."""
+        pixels = amap.flatten(1)
+        if self.image_topk > 0:
+            return pixels.topk(max(1, round(self.image_topk * pixels.shape[1])), 1).values.mean(1)
+        return pixels.amax(1)
+
     def example_inputs(self, batch_size: int = 2) -> tuple:
         return (torch.rand(batch_size, 3, 64, 64),)
+
+
+def _log_energy(x: torch.Tensor, stride: int, cells: int, window: int = 32) -> torch.Tensor:
+    """log of the grey image's mean squared gradient over a ~`window`-px square around each cell.
+
+    x: (B, 3, H, W) normalised and padded input; returns (B, 1, cells, cells) on the `stride` grid."""
+    grey = x.float().mean(1, keepdim=True)
+    gx = F.pad(grey[..., :, 1:] - grey[..., :, :-1], (0, 1, 0, 0))
+    gy = F.pad(grey[..., 1:, :] - grey[..., :-1, :], (0, 0, 0, 1))
+    energy = F.avg_pool2d(gx * gx + gy * gy, stride)
+    k = 2 * (window // (2 * stride)) + 1
+    energy = F.avg_pool2d(F.pad(energy, (k // 2,) * 4, mode="replicate"), k, 1)
+    return torch.log(energy[..., :cells, :cells] + 1e-4).to(x.dtype)
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
