@@ -113,6 +113,11 @@ def test_publish_create_and_reproduce(tmp_path, monkeypatch):
     ok, info = reproduce("toy_mlp.blobs", runs_root=tmp_path / "again")
     assert ok, info
     assert info["measured"] == pytest.approx(info["card"])  # deterministic recipe: the exact number
+    # a run trained from the folder's resolved recipe.yaml (as `zoo reproduce` trains) names the card's own recipe
+    again, _ = train(folder / "recipe.yaml", ["train.seed=1"], runs_root=tmp_path / "seed1")
+    other = json.loads((publish(again, "toy_mlp.blobs_seed1", to=tmp_path / "w2") / "config.json").read_text())
+    assert other["training"]["recipe"] == card["training"]["recipe"]
+    assert other["training"]["command"] == f"zoo train {card['training']['recipe']} train.seed=1"
 
 
 def test_early_stopping_and_ema(tmp_path):

@@ -251,6 +251,19 @@ def evaluate(name_or_run: str, *, data: str | None = None, overrides=(), device:
         return {k: float(v) for k, v in task.evaluate(loaded, subset, ctx).items()}
 
 
+def _recipe_origin(run: dict) -> dict:
+    """A run trained from a weights folder's recipe.yaml (what `zoo reproduce` does) names the recipe that card
+    was trained from, and a command that runs it, instead of the folder's resolved copy."""
+    path = Path(run.get("recipe") or "")
+    config = path.parent / "config.json"
+    if path.name != "recipe.yaml" or not config.is_file():
+        return run
+    origin = (read_json_object(config).get("training") or {}).get("recipe")
+    if not origin:
+        return run
+    return {**run, "recipe": origin, "command": " ".join(["zoo train", origin, *run.get("overrides", [])])}
+
+
 def publish(run_dir: str | Path, tag: str | None = None, *, to: str | Path | None = None,
             into_package: bool = False) -> Path:
     """Write a finished run's model as a hub-ready weights folder `to/<tag>/`.
@@ -268,7 +281,7 @@ def publish(run_dir: str | Path, tag: str | None = None, *, to: str | Path | Non
     config, _ = W.read_folder(src)
     recipe = R.load_yaml(run_dir / "recipe.yaml")
     result = read_json_object(run_dir / "result.json")
-    run = read_json_object(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
+    run = _recipe_origin(read_json_object(run_dir / "run.json") if (run_dir / "run.json").is_file() else {})
     weights_cfg = recipe.get("weights") if isinstance(recipe.get("weights"), dict) else {}
     tag = W.check_tag(tag if tag is not None else config.get("tag") or weights_cfg.get("tag") or "")
     if not into_package and tag in W.packaged_index():
