@@ -103,6 +103,29 @@ def test_seed_study_record_and_reproduce_on_the_card(toy_card, tmp_path):
     assert model.pretrained_cfg["tag"] == "toy_mlp.blobs"
 
 
+def test_republishing_a_tag_keeps_what_still_holds_of_its_reproducibility_block(toy_card, tmp_path, capsys):
+    """A seed study describes the recipe: republishing the same recipe keeps it (and, same seed, the passes)."""
+    row = {"machine": "m", "isa": "AVX2", "threads": 1, "precision": "fp32", "value": 0.9, "seconds": 1.0,
+           "date": "2026-12-07", "n": 1, "torch": torch.__version__}
+    block = {"seed_study": {"fp32": {"status": "not run", "reason": "test"}}, "k": 3.0, "minutes": 0.1,
+             "reproduced_on": [row]}
+    RP.write_block("toy_mlp.blobs", block)
+    weights = toy_card.parent
+
+    def republish(overrides):
+        run_dir, _ = train(toy_card / "recipe.yaml", overrides, runs_root=tmp_path / "r")
+        publish(run_dir, "toy_mlp.blobs", to=weights)
+        return W.get_card("toy_mlp.blobs").get("reproducibility"), capsys.readouterr().err
+
+    kept, said = republish([])                                            # the same recipe, the same seed
+    assert kept == block and "kept" in said
+    kept, said = republish(["train.seed=1000"])                            # another seed: the passes go
+    assert kept == {k: v for k, v in block.items() if k != "reproduced_on"} and "seed 0" in said
+    assert "## Reproducibility" in (toy_card / "README.md").read_text()
+    kept, said = republish(["train.seed=1000", "train.epochs=1"])          # another recipe: nothing holds
+    assert kept is None and "dropped" in said and "train" in said
+
+
 def test_cli_reproduce_flags(toy_card, tmp_path, capsys):
     assert main(["reproduce", "--fast", "toy_mlp.blobs"]) == 2
     assert "--all --fast" in capsys.readouterr().err

@@ -270,6 +270,36 @@ def record_study(tag: str, runs: list[dict], *, date: str | None = None, note: s
     return block
 
 
+def carried_block(old_card: dict, old_recipe: dict, new_recipe: dict) -> tuple[dict | None, str]:
+    """What of a replaced card's reproducibility block still holds for weights republished under its tag.
+
+    A seed study describes the recipe, not one set of weights: it is kept when the new run's recipe is the
+    old one apart from `train.seed`. The "reproduced on" passes re-trained that exact recipe, seed included,
+    so they are kept only when the seed is the same too. A changed recipe keeps nothing. Returns the block
+    (None when nothing is kept) and a sentence saying what happened, for the publisher to read.
+    """
+    block = old_card.get("reproducibility")
+    if not block:
+        return None, ""
+
+    def seedless(recipe: dict) -> dict:
+        train = {k: v for k, v in (recipe.get("train") or {}).items() if k != "seed"}
+        return {**recipe, "train": train}
+
+    if seedless(old_recipe) != seedless(new_recipe):
+        changed = sorted(k for k in set(old_recipe) | set(new_recipe)
+                         if seedless(old_recipe).get(k) != seedless(new_recipe).get(k))
+        return None, (f"the card's reproducibility block (seed study, passes) was dropped: the recipe changed "
+                      f"({', '.join(changed)}); run `zoo reproduce {old_card.get('tag')} --seeds 3 --record-study`")
+    kept = dict(block)
+    old_seed = (old_recipe.get("train") or {}).get("seed")
+    new_seed = (new_recipe.get("train") or {}).get("seed")
+    if old_seed != new_seed and kept.pop("reproduced_on", None):
+        return kept, (f"the card's seed study was kept (same recipe); its 'reproduced on' passes were dropped "
+                      f"(they trained seed {old_seed}, these weights seed {new_seed})")
+    return kept, "the card's reproducibility block was kept: the recipe is the same"
+
+
 def record_pass(verdict: dict, *, note: str = "") -> None:
     """Add a passed `zoo reproduce` to the card's "reproduced on" list (one row per machine and precision)."""
     if not verdict.get("passed"):

@@ -17,6 +17,7 @@ import os
 import platform
 import re
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ from .. import weights as W
 from ..registry import create, get_spec
 from ..tasks import get_task
 from ..utils import atomic_path, check_name, read_json_object, remove_stale_temporaries, safe_join, write_json
+from . import reproducing as RP
 from .state import pick_device, seed_everything
 from .trainer import Context, Trainer, cpu_isa
 
@@ -297,6 +299,13 @@ def publish(run_dir: str | Path, tag: str | None = None, *, to: str | Path | Non
                           "train_seconds": result.get("fit", {}).get("train_seconds"),
                           "wall_seconds": result.get("wall_seconds"), "recipe": run.get("recipe")}
     dest = safe_join(W.bundled_weights_dir() if into_package else Path(to), tag, what="tag")
+    if (dest / "config.json").is_file() and (dest / "recipe.yaml").is_file():  # a republish: keep what still holds
+        block, said = RP.carried_block(read_json_object(dest / "config.json"), R.load_yaml(dest / "recipe.yaml"),
+                                       recipe)
+        if block:
+            config["reproducibility"] = block
+        if said:
+            print(f"{tag}: {said}", file=sys.stderr)
     dest.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(dest, recursive=False)
     with atomic_path(dest / W.WEIGHTS_FILE) as tmp:
@@ -305,7 +314,9 @@ def publish(run_dir: str | Path, tag: str | None = None, *, to: str | Path | Non
     with atomic_path(dest / "recipe.yaml") as tmp:
         tmp.write_text(R.dump(recipe))
     with atomic_path(dest / "README.md") as tmp:
-        tmp.write_text(cards.card_readme(config, cards.publish_body(config, recipe, result, run, dest)))
+        readme = cards.card_readme(config, cards.publish_body(config, recipe, result, run, dest))
+        tmp.write_text(RP.replace_section(readme, RP.reproducibility_markdown(config))
+                       if config.get("reproducibility") else readme)
     if into_package:
         W.write_index()
     return dest
