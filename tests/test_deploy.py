@@ -383,6 +383,19 @@ def test_pruned_folder_keeps_outputs_and_loads(tmp_path):
     assert model(torch.rand(3, 4)).shape == (3, 2) and model.pretrained_cfg["deploy"]["amount"] == 0.3
 
 
+def test_cli_prune_scope(tmp_path, capsys):
+    """zoo prune --scope body: only dqn's body loses channels (its head is untouched), and the card says so; a
+    scope with no layer is named before any training."""
+    out = tmp_path / "p"
+    assert main(["prune", "dqn.cartpole", "--amount", "0.5", "--minutes", "0.01", "--scope", "body",
+                 "--out", str(out), "data.eval_episodes=2"]) == 0
+    card = json.loads((out / "prune.json").read_text())
+    assert card["scope"] == "body" and card["params"]["pruned"] < card["params"]["dense"]
+    assert "(in `body`)" in (out / "README.md").read_text()
+    assert main(["prune", "dqn.cartpole", "--amount", "0.5", "--scope", "nowhere", "--out", str(tmp_path / "q")]) != 0
+    assert "prune scope 'nowhere'" in capsys.readouterr().err and not (tmp_path / "q").exists()
+
+
 def test_pt2e_scope_quantizes_one_submodule(tmp_path):
     """--backend pt2e --scope encoder: X86InductorQuantizer on bev's image encoder only; the program runs."""
     pytest.importorskip("torchao", reason="the pt2e backend needs torchao: pip install 'zoo[deploy]'")

@@ -4,7 +4,7 @@
   zoo quantize NAME --method static|dynamic [--calib N] [--backend onnxruntime|pt2e] [--ops OP ...]
                [--keep-ends] [--calibrate minmax|minmax-mean|percentile|entropy] [--scope MODULE]
                [--keep-sensitive K] [--out DIR]
-  zoo prune NAME --amount A [--minutes M] [--out DIR]
+  zoo prune NAME --amount A [--minutes M] [--scope MODULE] [--out DIR]
   zoo profile NAME [--batch B ...] [--trace DIR]
 """
 
@@ -42,7 +42,7 @@ def cmd_quantize(a) -> int:
 def cmd_prune(a) -> int:
     from .prune import prune
 
-    out = prune(a.name, a.amount, minutes=a.minutes, out_dir=a.out, overrides=a.overrides)
+    out = prune(a.name, a.amount, minutes=a.minutes, out_dir=a.out, overrides=a.overrides, scope=a.scope)
     card = json.loads((out / "prune.json").read_text())
     print(out)
     print(f"FLOPs {card['flops']['dense']:,} -> {card['flops']['pruned']:,} ({card['flops']['removed']:.1%} removed), "
@@ -111,6 +111,8 @@ def add_commands(add) -> None:
     sp.add_argument("name", help="tag, weights folder or run dir")
     sp.add_argument("--amount", type=float, required=True, help="share of channels to remove, in (0, 1)")
     sp.add_argument("--minutes", type=float, default=5.0, help="recovery fine-tune budget (default 5)")
+    sp.add_argument("--scope", help="prune only the layers of this submodule, e.g. encoder (default: the family's "
+                    "own, bev: encoder; else the whole model); its last layer keeps its outputs")
     sp.add_argument("--out", help="folder (default ./<tag>-pruned)")
     sp.add_argument("overrides", nargs="*", help="recipe key=value overrides for the fine-tune")
 

@@ -94,8 +94,10 @@ def prune_channels(model: nn.Module, amount: float, inputs: tuple, scope: str | 
 
 
 def prune(name: str, amount: float = 0.5, *, minutes: float = 5.0, out_dir: str | os.PathLike | None = None,
-          lr_scale: float = 0.25, overrides=()) -> Path:
-    """Prune `name`'s channels, fine-tune for `minutes`, export to ONNX with a card; returns the folder."""
+          lr_scale: float = 0.25, overrides=(), scope: str | None = None) -> Path:
+    """Prune `name`'s channels, fine-tune for `minutes`, export to ONNX with a card; returns the folder.
+
+    `scope`: the submodule whose layers are pruned (default: the family's FAMILY_SCOPE, else the whole model)."""
     from .. import recipes as R
     from ..engine.run import load_for_eval, make_context, resolve_recipe
     from .quantize import throughput
@@ -105,7 +107,8 @@ def prune(name: str, amount: float = 0.5, *, minutes: float = 5.0, out_dir: str 
     spec = graph_spec(model)
     x = spec.example_inputs(64)
     before = flops_and_params(model, x)
-    pruned = prune_channels(model, amount, spec.example_inputs(2))
+    scope = scope or FAMILY_SCOPE.get((getattr(model, "pretrained_cfg", None) or {}).get("family"))
+    pruned = prune_channels(model, amount, spec.example_inputs(2), scope=scope)
     after = flops_and_params(pruned, x)
     _, raw = load_for_eval(name)
     lr = raw.get("optim", {}).get("lr", 0.01) * lr_scale
@@ -132,16 +135,17 @@ def prune(name: str, amount: float = 0.5, *, minutes: float = 5.0, out_dir: str 
     export(pruned, "onnx", out)
     with torch.no_grad():
         speed = {"dense": throughput(model, x), "pruned": throughput(pruned, x)}
-    card = {"source": src, "tag": f"{src['tag'] or src['arch']}-pruned", "amount": amount,
+    card = {"source": src, "tag": f"{src['tag'] or src['arch']}-pruned", "amount": amount, "scope": scope,
             "flops": {"dense": before[0], "pruned": after[0], "removed": 1 - after[0] / before[0]},
             "params": {"dense": before[1], "pruned": after[1]}, "metrics": metrics,
             "recovery": {"minutes": minutes, "lr": lr, "train_seconds": fit.get("train_seconds")},
             "rows_per_second_eager": speed, "speedup_eager": speed["pruned"] / speed["dense"],
             "speed_setting": {"batch": 64, "threads": torch.get_num_threads()}}
     write_json(out / "prune.json", card)
-    deploy = {"kind": "pruned", "amount": amount, "flops": card["flops"], "params": card["params"],
+    deploy = {"kind": "pruned", "amount": amount, "scope": scope, "flops": card["flops"], "params": card["params"],
               "recovery": card["recovery"]}
-    readme = (f"# {card['tag']}\n\n{amount:.0%} of the channels of `{src['tag']}` removed (torch-pruning, L2), "
+    where = f" (in `{scope}`)" if scope else ""
+    readme = (f"# {card['tag']}\n\n{amount:.0%} of the channels{where} of `{src['tag']}` removed (torch-pruning, L2), "
               f"then {minutes:g} minutes of recovery: FLOPs {before[0]:,} -> {after[0]:,} "
               f"({card['flops']['removed']:.1%} removed) per batch of 64, eager speed-up "
               f"{card['speedup_eager']:.2f}x.\n\n" + "".join(f"- {k}: {v:.4f}\n" for k, v in metrics.items())
