@@ -133,6 +133,14 @@ def test_cli_reproduce_flags(toy_card, tmp_path, capsys):
     assert main(["reproduce", "toy_mlp.blobs", "--seeds", "2", "--runs", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
     assert "toy_mlp.blobs" in out and "OK" in out and "recipe tolerance" in out
+    # --record-study --record: the study goes on the card, and the published seed's run is a pass judged by the
+    # card as it was (its recipe tolerance), not by the study it is part of
+    assert main(["reproduce", "toy_mlp.blobs", "--seeds", "2", "--record-study", "--record",
+                 "--runs", str(tmp_path / "s")]) == 0
+    assert "recipe tolerance" in capsys.readouterr().out
+    block = W.get_card("toy_mlp.blobs")["reproducibility"]
+    assert block["seed_study"]["fp32"]["n"] == 2
+    assert block["reproduced_on"][0]["value"] == block["seed_study"]["fp32"]["values"][0]
 
 
 def test_max_minutes_fired_is_recorded(tmp_path):

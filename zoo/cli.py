@@ -231,8 +231,16 @@ def cmd_reproduce(a) -> int:
     rows, failed = [], 0
     for tag in tags:
         if a.record_study:
-            runs = RP.run_seeds(tag, RP.study_seeds(RP.published_seed(RP.W.get_card(tag)), a.seeds), a.overrides,
+            card = RP.W.get_card(tag)
+            runs = RP.run_seeds(tag, RP.study_seeds(RP.published_seed(card), a.seeds), a.overrides,
                                 device=a.device, runs_root=a.runs)
+            if a.record:  # the published seed's run is a reproduction: judged by the card as it was before the study
+                v = RP.verdict_of(card, runs[:1])
+                print(f"{tag}: the published seed's run {v['measured']:.4f} against {v['mean']:.4f} ± {v['bound']:.4f}"
+                      f" ({v['source']}): {'recorded as a pass' if v['passed'] else 'OUTSIDE TOLERANCE, not recorded'}")
+                failed += not v["passed"]
+                if v["passed"]:
+                    RP.record_pass(v, note=a.note)
             block = RP.record_study(tag, runs, note=a.note)
             for prec, st in block["seed_study"].items():
                 print(f"{tag} [{prec}]: {st['metric']} mean {st['mean']:.4f} std {st['std']:.4f} n {st['n']} "
@@ -358,7 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--all", action="store_true", help="every published tag (with --fast: the quick ones)")
     sp.add_argument("--fast", action="store_true", help="with --all: only tags whose card measured <= --max-minutes")
     sp.add_argument("--max-minutes", type=float, default=2.0, help="--fast's limit per tag (default 2)")
-    sp.add_argument("--record", action="store_true", help="add a pass to the card's 'reproduced on' list")
+    sp.add_argument("--record", action="store_true",
+                    help="add a pass to the card's 'reproduced on' list (with --record-study: the published "
+                    "seed's run, judged by the card as it was before the study)")
     sp.add_argument("--record-study", action="store_true",
                     help="put the --seeds runs on the card as its seed study (mean, std, n, machine, date)")
     sp.add_argument("--note", default="", help="with --record/--record-study: a word on the machine (e.g. shared)")

@@ -193,12 +193,18 @@ def reproduce(tag: str, overrides=(), *, seeds: int = 1, device: str | None = No
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
     reference(card, planned_precision(tag, overrides, device))  # no reference for this precision: say so first
     runs = run_seeds(tag, study_seeds(published_seed(card), seeds), overrides, device=device, runs_root=runs_root)
+    verdict = verdict_of(card, runs)
+    return verdict["passed"], verdict
+
+
+def verdict_of(card: dict, runs: list[dict]) -> dict:
+    """`runs` (from run_seeds) judged against `card`'s reference for their precision, as `zoo reproduce` reports."""
     precision = runs[0]["precision"]
     verdict = judge(reference(card, precision), [r["value"] for r in runs])
-    verdict.update(tag=tag, card=card["metrics"].get(verdict["metric"]), precision=precision, runs=runs,
+    verdict.update(tag=card["tag"], card=card["metrics"].get(verdict["metric"]), precision=precision, runs=runs,
                    seconds=sum(r["seconds"] for r in runs), machine=machine(), tolerance=verdict["bound"],
                    run_dir=runs[0]["run_dir"])
-    return verdict["passed"], verdict
+    return verdict
 
 
 def all_tags() -> list[str]:
