@@ -89,7 +89,8 @@ def test_export_errors_are_clear(tmp_path):
         stand_in(small("nerf"), "onnxruntime", tmp_path / "n")
 
 
-@pytest.mark.parametrize("options", [{}, {"image_topk": 0.05, "color_weight": 10.0, "energy_weight": 10.0}])
+@pytest.mark.parametrize("options", [{}, {"image_topk": 0.05, "color_weight": 10.0, "energy_weight": 10.0},
+                                     {"color_weight": 10.0, "color_window": 24}])
 def test_patchcore_graph_is_the_model(tmp_path, options):
     """The matmul + TopK graph gives the model's own score and map (the parity reference is model.forward),
     with the published recipes' options too (grass's top-1% image score once fell back to the maximum here)."""

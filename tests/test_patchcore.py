@@ -134,6 +134,8 @@ def test_model_rejects_bad_arguments():
         PatchCore(layers=[1, 2], energy_weight=-1)
     with pytest.raises(ValueError, match=r"image_topk must be in \[0, 1\)"):
         PatchCore(layers=[1, 2], image_topk=1.0)
+    with pytest.raises(ValueError, match=r"color_window must be 0 .* or >= stride \(8\) pixels, got 4"):
+        PatchCore(layers=[1, 2], color_window=4)
 
 
 def test_feature_dim_none_keeps_the_channels_unprojected():
@@ -190,6 +192,25 @@ def test_color_weight_adds_the_patch_mean_colour():
     torch.testing.assert_close(weighted, torch.cat([2 * plain, feats[..., 64:]], -1))
     # with a projection the colour channels join the projected concatenation
     assert PatchCore(layers=[1, 2], feature_dim=16, image_size=64, color_weight=1).projection.shape == (67, 16)
+
+
+def test_color_window_widens_the_mean_colour():
+    """color_window: the colour channels are the mean over ~window px around the cell (a box of odd k cells)."""
+    x = torch.rand(1, 3, 64, 64)
+    narrow = PatchCore(layers=[1, 2], feature_dim=None, image_size=64, pad=0, neighbourhood=1, color_weight=1)
+    wide = PatchCore(layers=[1, 2], feature_dim=None, image_size=64, pad=0, neighbourhood=1, color_weight=1,
+                     color_window=24)
+    (a, (h, w)), (b, _) = narrow.embed(x), wide.embed(x)
+    assert wide.feature_dim == narrow.feature_dim and torch.equal(a[..., :64], b[..., :64])
+    # k = 3 cells of 8 px: the cell at (3, 3) averages the input's rows and columns 16..40
+    z = ((x - wide.mean) / wide.std)[0]
+    torch.testing.assert_close(b[0, :, 64:].view(h, w, 3)[3, 3], z[:, 16:40, 16:40].mean((1, 2)))
+    assert float(b[..., 64:].std()) < float(a[..., 64:].std())  # a wider mean: the texture's variation averages away
+    # a faint tint over a wide area moves the wide mean as much as the narrow one; the noise around it is lower
+    tinted = x.clone()
+    tinted[..., 16:48, 16:48] *= 0.9
+    shift = (wide.embed(tinted)[0] - b)[0, :, 64:].view(h, w, 3)[3, 3]
+    assert bool((shift < 0).all())
 
 
 def test_energy_weight_adds_the_local_log_gradient_energy():

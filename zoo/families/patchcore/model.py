@@ -266,6 +266,10 @@ class PatchCore(nn.Module):
             more channels, times this factor: ImageNet features are built to be invariant to a
             faint tint or darkening, so a low-contrast stain otherwise lies close to normal patches.
             0 (default) = off.
+        color_window: when > 0, the mean colour is taken over a square of about this many pixels around
+            the patch instead (a box mean on the `stride` grid, like the energy channel): a wider mean
+            averages the texture's own colour variation away, so a faint, wide tint stands out more.
+            0 (default) = the cell and its p x p neighbourhood.
         energy_weight: when > 0, one more channel: the log of the grey input's mean squared gradient over
             a window of about 32 px around the patch, times this factor (after the p x p averaging and
             the colour). A fine dark crack or a stain adds or removes edge energy that ImageNet
@@ -283,7 +287,8 @@ class PatchCore(nn.Module):
                  stride: int = 8, pad: int = 16, feature_dim: int | None = 128, memory_size: int = 1,
                  coreset_ratio: float = 0.1, coreset_dim: int = 32, num_neighbors: int = 9, sigma: float = 4.0,
                  seed: int = 0, layer_weights: Sequence[float] | None = None, neighbourhood: int = 3,
-                 color_weight: float = 0.0, image_topk: float = 0.0, energy_weight: float = 0.0):
+                 color_weight: float = 0.0, image_topk: float = 0.0, energy_weight: float = 0.0,
+                 color_window: int = 0):
         super().__init__()
         if neighbourhood < 1 or neighbourhood % 2 == 0:
             raise ValueError(f"patchcore: neighbourhood must be an odd number >= 1, got {neighbourhood}")
@@ -292,6 +297,9 @@ class PatchCore(nn.Module):
                              f"of {list(layers)}")
         if not color_weight >= 0:
             raise ValueError(f"patchcore: color_weight must be >= 0 (0 = no colour channels), got {color_weight}")
+        if color_window < 0 or (color_window and color_window < stride):
+            raise ValueError(f"patchcore: color_window must be 0 (the cell and its neighbourhood) or >= stride "
+                             f"({stride}) pixels, got {color_window}")
         if not energy_weight >= 0:
             raise ValueError(f"patchcore: energy_weight must be >= 0 (0 = no energy channel), got {energy_weight}")
         if not 0 <= image_topk < 1:
@@ -307,7 +315,7 @@ class PatchCore(nn.Module):
             raise ValueError(f"patchcore: need image_size >= 32, feature_dim >= 1, memory_size >= 1; got "
                              f"{image_size}, {feature_dim}, {memory_size}")
         net, mean, std, channels = build_backbone(backbone, layers)
-        self.color_weight = float(color_weight)
+        self.color_weight, self.color_window = float(color_weight), int(color_window)
         if self.color_weight > 0:
             channels = [*channels, 3]  # the mean-colour map, last in the concatenation
         self.energy_weight = float(energy_weight)
@@ -364,7 +372,7 @@ class PatchCore(nn.Module):
             x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
         with torch.no_grad():
             maps = self.backbone.forward_intermediates(x, indices=self.layers, intermediates_only=True)
-        if self.color_weight > 0:
+        if self.color_weight > 0 and not self.color_window:
             maps = [*maps, F.avg_pool2d(x, self.stride) * self.color_weight]
         cells = (size + 2 * pad) // self.stride
         # p x p neighbourhood average: a patch describes its surroundings, robust to small shifts
@@ -375,6 +383,9 @@ class PatchCore(nn.Module):
                 else F.interpolate(m, size=(cells, cells), mode="bilinear", align_corners=False) for m in maps]
         if self.layer_weights is not None:
             maps = [m * w for m, w in zip(maps, self.layer_weights)] + maps[len(self.layers):]  # colour: own weight
+        if self.color_weight > 0 and self.color_window:
+            colour = _window_mean(x.float(), self.stride, cells, self.color_window)
+            maps = [*maps, colour.to(x.dtype) * self.color_weight]
         if self.energy_weight > 0:
             maps = [*maps, _log_energy(x, self.stride, cells) * self.energy_weight]
         c = pad // self.stride
@@ -459,10 +470,17 @@ def _log_energy(x: torch.Tensor, stride: int, cells: int, window: int = 32) -> t
     grey = x.float().mean(1, keepdim=True)
     gx = F.pad(grey[..., :, 1:] - grey[..., :, :-1], (0, 1, 0, 0))
     gy = F.pad(grey[..., 1:, :] - grey[..., :-1, :], (0, 0, 0, 1))
-    energy = F.avg_pool2d(gx * gx + gy * gy, stride)
+    return torch.log(_window_mean(gx * gx + gy * gy, stride, cells, window) + 1e-4).to(x.dtype)
+
+
+def _window_mean(t: torch.Tensor, stride: int, cells: int, window: int) -> torch.Tensor:
+    """Mean of (B, C, H, W) `t` over a ~`window`-px square around each cell of the `stride` grid.
+
+    The cell means (stride x stride), then a box of k = the odd number of cells nearest `window`
+    (replicated borders); returns (B, C, cells, cells)."""
+    t = F.avg_pool2d(t, stride)
     k = 2 * (window // (2 * stride)) + 1
-    energy = F.avg_pool2d(F.pad(energy, (k // 2,) * 4, mode="replicate"), k, 1)
-    return torch.log(energy[..., :cells, :cells] + 1e-4).to(x.dtype)
+    return F.avg_pool2d(F.pad(t, (k // 2,) * 4, mode="replicate"), k, 1)[..., :cells, :cells]
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
