@@ -172,6 +172,9 @@ def test_every_card_has_a_reproducibility_block():
         for row in block.get("reproduced_on", []):
             assert {"machine", "precision", "value", "seconds", "date"} <= set(row), tag
         assert block.get("minutes") is not None, f"{tag}: no measured minutes, so neither fast nor slow"
+        # the card's README says what config.json holds (write_block keeps them together)
+        readme = (W.bundled_weights_dir() / tag / "README.md").read_text()
+        assert RP.reproducibility_markdown(card) in readme, f"{tag}: README's Reproducibility section is stale"
 
 
 def test_readme_table_is_generated_from_the_cards():

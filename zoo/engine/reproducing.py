@@ -333,9 +333,11 @@ def reproducibility_markdown(card: dict) -> str:
     metric = (card.get("expect") or {}).get("metric")
     lines = ["## Reproducibility", ""]
     training = card.get("training") or {}
-    lines += [f"The card's figures were measured in {card_precision(card)} on "
-              f"{training.get('hardware') or 'an unrecorded machine'}; a run in another precision is compared "
-              "only with a seed study of its own precision.", ""]
+    hardware = training.get("hardware") or "an unrecorded machine"
+    if "CPU" in hardware and "AVX" not in hardware.upper():  # cards trained before the ISA was recorded
+        hardware += " (its vector ISA was not recorded: the card predates that field)"
+    lines += [f"The card's figures were measured in {card_precision(card)} on {hardware}; a run in another "
+              "precision is compared only with a seed study of its own precision.", ""]
     studies = block.get("seed_study") or {}
     if not studies or all(not s.get("n") for s in studies.values()):
         reason = next((s.get("reason") for s in studies.values() if s.get("reason")), None) or block.get("note")
