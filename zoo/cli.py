@@ -235,12 +235,9 @@ def cmd_reproduce(a) -> int:
             runs = RP.run_seeds(tag, RP.study_seeds(RP.published_seed(card), a.seeds), a.overrides,
                                 device=a.device, runs_root=a.runs)
             if a.record:  # the published seed's run is a reproduction: judged by the card as it was before the study
-                v = RP.verdict_of(card, runs[:1])
-                print(f"{tag}: the published seed's run {v['measured']:.4f} against {v['mean']:.4f} ± {v['bound']:.4f}"
-                      f" ({v['source']}): {'recorded as a pass' if v['passed'] else 'OUTSIDE TOLERANCE, not recorded'}")
-                failed += not v["passed"]
-                if v["passed"]:
-                    RP.record_pass(v, note=a.note)
+                ok, said = RP.record_published_run(card, runs, note=a.note)
+                failed += not ok
+                print(said)
             block = RP.record_study(tag, runs, note=a.note)
             for prec, st in block["seed_study"].items():
                 print(f"{tag} [{prec}]: {st['metric']} mean {st['mean']:.4f} std {st['std']:.4f} n {st['n']} "

@@ -322,6 +322,23 @@ def record_pass(verdict: dict, *, note: str = "") -> None:
     write_block(verdict["tag"], block)
 
 
+def record_published_run(card: dict, runs: list[dict], *, note: str = "") -> tuple[bool, str]:
+    """A seed study's first run (the published seed) as a reproduction, judged by `card` as it was before the
+    study (never by the study it belongs to); recorded when it passes. Returns (passed, a sentence)."""
+    tag = card["tag"]
+    try:
+        v = verdict_of(card, runs[:1])
+    except ValueError as e:  # no reference in the run's precision
+        return False, f"{tag}: the published seed's run is not recorded as a pass: {e}"
+    if v["measured"] is None:
+        return False, f"{tag}: the published seed's run gave no {v['metric']}: not recorded"
+    if v["passed"]:
+        record_pass(v, note=note)
+    return v["passed"], (f"{tag}: the published seed's run {v['measured']:.4f} against {v['mean']:.4f} ± "
+                         f"{v['bound']:.4f} ({v['source']}): "
+                         f"{'recorded as a pass' if v['passed'] else 'OUTSIDE TOLERANCE, not recorded'}")
+
+
 def today() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
 
