@@ -58,6 +58,11 @@ class NotPrunable(ValueError):
     """The model has nothing torch-pruning can remove channels from (or its graph defeats torch-pruning)."""
 
 
+def scope_of(model: nn.Module, scope: str | None = None) -> str | None:
+    """The submodule to prune: `scope` if given, else the family's FAMILY_SCOPE, else None (the whole model)."""
+    return scope or FAMILY_SCOPE.get((getattr(model, "pretrained_cfg", None) or {}).get("family"))
+
+
 def prune_channels(model: nn.Module, amount: float, inputs: tuple, scope: str | None = None) -> nn.Module:
     """A copy of `model` with `amount` of its channels removed (L2 magnitude, torch-pruning's dependency graph).
 
@@ -68,7 +73,7 @@ def prune_channels(model: nn.Module, amount: float, inputs: tuple, scope: str | 
     tp = need("torch_pruning")
     cfg = getattr(model, "pretrained_cfg", None) or {}
     arch = cfg.get("arch") or type(model).__name__
-    scope = scope or FAMILY_SCOPE.get(cfg.get("family"))
+    scope = scope_of(model, scope)
     model = copy.deepcopy(model).eval()
     layers = [(name, m) for name, m in model.named_modules() if isinstance(m, PRUNABLE)]
     if not layers:
@@ -107,7 +112,7 @@ def prune(name: str, amount: float = 0.5, *, minutes: float = 5.0, out_dir: str 
     spec = graph_spec(model)
     x = spec.example_inputs(64)
     before = flops_and_params(model, x)
-    scope = scope or FAMILY_SCOPE.get((getattr(model, "pretrained_cfg", None) or {}).get("family"))
+    scope = scope_of(model, scope)
     pruned = prune_channels(model, amount, spec.example_inputs(2), scope=scope)
     after = flops_and_params(pruned, x)
     _, raw = load_for_eval(name)

@@ -292,9 +292,9 @@ def carried_block(old_card: dict, old_recipe: dict, new_recipe: dict) -> tuple[d
         train = {k: v for k, v in (recipe.get("train") or {}).items() if k != "seed"}
         return {**recipe, "train": train}
 
-    if seedless(old_recipe) != seedless(new_recipe):
-        changed = sorted(k for k in set(old_recipe) | set(new_recipe)
-                         if seedless(old_recipe).get(k) != seedless(new_recipe).get(k))
+    old, new = seedless(old_recipe), seedless(new_recipe)
+    if old != new:
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         return None, (f"the card's reproducibility block (seed study, passes) was dropped: the recipe changed "
                       f"({', '.join(changed)}); run `zoo reproduce {old_card.get('tag')} --seeds 3 --record-study`")
     kept = dict(block)
