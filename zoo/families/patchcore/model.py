@@ -372,8 +372,6 @@ class PatchCore(nn.Module):
             x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
         with torch.no_grad():
             maps = self.backbone.forward_intermediates(x, indices=self.layers, intermediates_only=True)
-        if self.color_weight > 0 and not self.color_window:
-            maps = [*maps, F.avg_pool2d(x, self.stride) * self.color_weight]
         cells = (size + 2 * pad) // self.stride
         # p x p neighbourhood average: a patch describes its surroundings, robust to small shifts
         p = self.neighbourhood
@@ -383,9 +381,9 @@ class PatchCore(nn.Module):
                 else F.interpolate(m, size=(cells, cells), mode="bilinear", align_corners=False) for m in maps]
         if self.layer_weights is not None:
             maps = [m * w for m, w in zip(maps, self.layer_weights)] + maps[len(self.layers):]  # colour: own weight
-        if self.color_weight > 0 and self.color_window:
-            colour = _window_mean(x.float(), self.stride, cells, self.color_window)
-            maps = [*maps, colour.to(x.dtype) * self.color_weight]
+        if self.color_weight > 0:  # by default over the cell and its p x p neighbourhood, like the layers
+            window = self.color_window or self.stride * p
+            maps = [*maps, _window_mean(x.float(), self.stride, cells, window).to(x.dtype) * self.color_weight]
         if self.energy_weight > 0:
             maps = [*maps, _log_energy(x, self.stride, cells) * self.energy_weight]
         c = pad // self.stride
