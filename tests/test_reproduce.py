@@ -15,7 +15,7 @@ import yaml
 import zoo
 from zoo import weights as W
 from zoo.cli import main
-from zoo.engine import publish, reproduce, train
+from zoo.engine import evaluate, publish, reproduce, train
 from zoo.engine import reproducing as RP
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,6 +101,24 @@ def test_seed_study_record_and_reproduce_on_the_card(toy_card, tmp_path):
     assert W.get_card("toy_mlp.blobs")["reproducibility"]["reproduced_on"][0]["value"] == verdict["measured"]
     model = zoo.create("toy_mlp", pretrained=True)                        # the folder still verifies and loads
     assert model.pretrained_cfg["tag"] == "toy_mlp.blobs"
+
+
+def test_a_recipes_threads_last_for_its_run_only(toy_card, tmp_path):
+    """`zoo reproduce --all` trains tag after tag in one process: a recipe with threads: null must get the
+    process's threads, not the previous tag's, and each record names the threads its run trained on."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        runs = RP.run_seeds("toy_mlp.blobs", [0], ["train.threads=1"], runs_root=tmp_path / "one")
+        assert torch.get_num_threads() == 2                                   # restored after the run
+        assert runs[0]["threads"] == 1 and runs[0]["hardware"].startswith("1 CPU thread ")
+        assert RP.verdict_of(W.get_card("toy_mlp.blobs"), runs)["machine"]["threads"] == 1
+        runs = RP.run_seeds("toy_mlp.blobs", [0], ["train.threads=null"], runs_root=tmp_path / "null")
+        assert runs[0]["threads"] == 2
+        evaluate("toy_mlp.blobs", overrides=["train.threads=1"])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_republishing_a_tag_keeps_what_still_holds_of_its_reproducibility_block(toy_card, tmp_path, capsys):

@@ -249,12 +249,13 @@ def cmd_reproduce(a) -> int:
             RP.record_pass(v, note=a.note)
         rows.append([tag, v["metric"], v["precision"], f"{v['mean']:.4f}", f"{v['measured']:.4f}"
                      if v["measured"] is not None else "-", f"±{v['bound']:.4f}" if v["bound"] is not None else "-",
-                     v["source"], f"{v['seconds']:.0f} s", "OK" if ok else "OUTSIDE TOLERANCE"])
+                     v["source"], v["machine"]["threads"], f"{v['seconds']:.0f} s",
+                     "OK" if ok else "OUTSIDE TOLERANCE"])
     if rows:
-        print(text_table(rows, ["tag", "metric", "precision", "reference", "measured", "within", "from", "time",
-                            "verdict"]))
+        print(text_table(rows, ["tag", "metric", "precision", "reference", "measured", "within", "from", "threads",
+                                "time", "verdict"]))
         m = RP.machine()
-        print(f"machine: {m['hardware']}; ISA {m['isa']}; torch {m['torch']}")
+        print(f"machine: {m['hardware'].split('(', 1)[-1].rstrip(')')}; torch {m['torch']}")
     return 1 if failed else 0
 
 

@@ -48,12 +48,15 @@ FAST_MINUTES = 2.0
 ISA_CAPS = {"avx2": ({"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}, "AVX2")}
 
 
-def machine() -> dict:
-    """Where this process runs: the card's `machine` entry (CPU/GPU, vector ISA, threads, torch)."""
+def machine(run: dict | None = None) -> dict:
+    """The card's `machine` entry (CPU/GPU, vector ISA, threads, torch): of `run` (a record of run_seeds: its
+    hardware and threads as it trained), else of this process now."""
     from .run import hardware
     from .trainer import cpu_isa
 
-    return {"hardware": hardware(), "isa": cpu_isa(), "threads": torch.get_num_threads(), "torch": torch.__version__}
+    run = run or {}
+    return {"hardware": run.get("hardware") or hardware(), "isa": cpu_isa(),
+            "threads": run.get("threads") or torch.get_num_threads(), "torch": torch.__version__}
 
 
 def isa_env(isa: str) -> dict:
@@ -101,6 +104,7 @@ def run_seeds(tag: str, seeds: list[int], overrides=(), *, device: str | None = 
         run_dir, result = train(recipe_file, [*overrides, f"train.seed={s}"], device=device, runs_root=runs_root)
         out.append({"seed": s, "value": result["metrics"].get(metric), "seconds": round(time.monotonic() - t0, 1),
                     "precision": result.get("precision") or "fp32", "hardware": result.get("hardware"),
+                    "threads": result.get("threads"),
                     "stopped_by": result.get("fit", {}).get("stopped_by"), "run_dir": str(run_dir)})
     return out
 
@@ -202,7 +206,7 @@ def verdict_of(card: dict, runs: list[dict]) -> dict:
     precision = runs[0]["precision"]
     verdict = judge(reference(card, precision), [r["value"] for r in runs])
     verdict.update(tag=card["tag"], card=card["metrics"].get(verdict["metric"]), precision=precision, runs=runs,
-                   seconds=sum(r["seconds"] for r in runs), machine=machine(), tolerance=verdict["bound"],
+                   seconds=sum(r["seconds"] for r in runs), machine=machine(runs[0]), tolerance=verdict["bound"],
                    run_dir=runs[0]["run_dir"])
     return verdict
 
@@ -263,7 +267,7 @@ def record_study(tag: str, runs: list[dict], *, date: str | None = None, note: s
     studies = {k: v for k, v in (block.get("seed_study") or {}).items() if v.get("n")}
     study = {**summarise(runs), "metric": card["expect"]["metric"], "values": [r["value"] for r in runs],
              "seeds": [r["seed"] for r in runs], "published_seed": published_seed(card),
-             "seconds": [r["seconds"] for r in runs], "machine": {**machine(), "hardware": runs[0]["hardware"]},
+             "seconds": [r["seconds"] for r in runs], "machine": machine(runs[0]),
              "date": date or today()}
     if note:
         study["machine"]["note"] = note

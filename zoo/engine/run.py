@@ -13,6 +13,7 @@ killed checkpoint write left.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -66,6 +67,17 @@ def resolve_recipe(raw: dict) -> tuple[dict, object]:
     recipe = R.validate(raw, task.sections(), engine_keys=task.ENGINE_KEYS, moved=task.MOVED,
                         task=f"task {task.name}")
     return recipe, task
+
+
+@contextlib.contextmanager
+def _keeping_threads():
+    """`train.threads` holds for one train or evaluate call; after it the caller's thread count is back (in
+    `zoo reproduce --all`, a recipe with threads: null must not inherit the previous tag's threads)."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def make_context(recipe: dict, task, *, run_dir: Path | None, device: str | None, resume: bool) -> Context:
@@ -151,7 +163,8 @@ def train(recipe_name, overrides=(), *, resume: str | Path | None = None, run_di
         run_dir = shared[0]
     run_dir = Path(run_dir)
     try:
-        return _train(run_dir, recipe, task, recipe_name, overrides, device=device, resume=resume)
+        with _keeping_threads():
+            return _train(run_dir, recipe, task, recipe_name, overrides, device=device, resume=resume)
     except BaseException as e:
         if rank == 0:
             _fail(run_dir, fresh, e, new_root)
@@ -180,8 +193,8 @@ def _train(run_dir: Path, recipe: dict, task, recipe_name, overrides, *, device,
             metrics = task.evaluate(model, data.test if data.test is not None else data.val, ctx)
         metrics = {k: float(v) for k, v in metrics.items()}
         result = {"metrics": metrics, "fit": fit_info, "wall_seconds": wall, "hardware": hardware(),
-                  "precision": ctx.precision, "device": str(ctx.device), "world_size": ctx.world_size,
-                  "torch": torch.__version__}
+                  "threads": torch.get_num_threads(), "precision": ctx.precision, "device": str(ctx.device),
+                  "world_size": ctx.world_size, "torch": torch.__version__}
         if "expect" in recipe:
             result["expect"] = check_expect(recipe["expect"], metrics)
         card = {"task": task.name, "metrics": metrics, **task.card_extras(data)}
@@ -236,21 +249,22 @@ def evaluate(name_or_run: str, *, data: str | None = None, overrides=(), device:
     if data:  # the task says how its recipe points at a user's data (the same hook `zoo finetune --data` uses)
         recipe, task = resolve_recipe(R.apply_overrides(raw, task.finetune_overrides(data)))
     on_cpu = runtime or model is not None or getattr(loaded, "runs_on_cpu", False)  # an int8 / pruned folder
-    ctx = make_context(recipe, task, run_dir=None, device="cpu" if on_cpu else device, resume=False)
-    ds = task.build_data(recipe["data"], ctx)
-    order = {"test": [ds.test, ds.val], "val": [ds.val], "train": [ds.train]}[split]
-    subset = next((s for s in order if s is not None), None)
-    if subset is None:
-        raise ValueError(f"{name_or_run}: its recipe's data has no {split} split")
-    loaded.to(ctx.device).eval()
-    with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
-        if runtime:
-            from ..deploy.exporter import stand_in
+    with _keeping_threads():
+        ctx = make_context(recipe, task, run_dir=None, device="cpu" if on_cpu else device, resume=False)
+        ds = task.build_data(recipe["data"], ctx)
+        order = {"test": [ds.test, ds.val], "val": [ds.val], "train": [ds.train]}[split]
+        subset = next((s for s in order if s is not None), None)
+        if subset is None:
+            raise ValueError(f"{name_or_run}: its recipe's data has no {split} split")
+        loaded.to(ctx.device).eval()
+        with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
+            if runtime:
+                from ..deploy.exporter import stand_in
 
-            loaded = stand_in(loaded, runtime, tmp, threads=torch.get_num_threads())
-        elif model is not None:
-            loaded = model(loaded)
-        return {k: float(v) for k, v in task.evaluate(loaded, subset, ctx).items()}
+                loaded = stand_in(loaded, runtime, tmp, threads=torch.get_num_threads())
+            elif model is not None:
+                loaded = model(loaded)
+            return {k: float(v) for k, v in task.evaluate(loaded, subset, ctx).items()}
 
 
 def _recipe_origin(run: dict) -> dict:
