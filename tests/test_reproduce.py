@@ -103,6 +103,21 @@ def test_seed_study_record_and_reproduce_on_the_card(toy_card, tmp_path):
     assert model.pretrained_cfg["tag"] == "toy_mlp.blobs"
 
 
+def test_a_study_in_another_precision_keeps_the_cards_minutes(toy_card):
+    """A bf16 card's fp32 study (run on an AVX2-only CPU) is the reference for fp32 runs; the card's one-run
+    minutes (fast or slow, README's column) stay those of the card's own precision."""
+    card = W.get_card("toy_mlp.blobs")
+    RP.record_study("toy_mlp.blobs", [{"seed": 0, "value": 0.9, "seconds": 60.0, "precision": "fp32",
+                                       "hardware": "h", "threads": 1}] * 3)
+    runs = [{"seed": s, "value": 0.8 + s / 1e5, "seconds": 600.0, "precision": "bf16 autocast", "hardware": "g",
+             "threads": 2} for s in (0, 1000, 2000)]
+    block = RP.record_study("toy_mlp.blobs", runs, note="other")
+    assert RP.card_precision(card) == "fp32" and block["minutes"] == 1.0
+    assert set(block["seed_study"]) == {"fp32", "bf16 autocast"}
+    assert block["seed_study"]["bf16 autocast"]["seconds"] == [600.0] * 3
+    assert RP.reference(W.get_card("toy_mlp.blobs"), "bf16 autocast")["mean"] == pytest.approx(0.81)
+
+
 def test_a_recipes_threads_last_for_its_run_only(toy_card, tmp_path):
     """`zoo reproduce --all` trains tag after tag in one process: a recipe with threads: null must get the
     process's threads, not the previous tag's, and each record names the threads its run trained on."""

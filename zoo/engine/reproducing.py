@@ -271,11 +271,16 @@ def record_study(tag: str, runs: list[dict], *, date: str | None = None, note: s
              "date": date or today()}
     if note:
         study["machine"]["note"] = note
-    studies[precisions.pop()] = study
-    # the fastest run: on a shared machine, other jobs only ever add time
-    block.update(seed_study=studies, k=block.get("k", K_STD), minutes=round(min(study["seconds"]) / 60, 2))
-    every = ", ".join(f"{x:.0f}" for x in study["seconds"])
-    block["minutes_note"] = f"the fastest of the seed study's runs (all: {every} s){', on a ' + note if note else ''}"
+    precision = precisions.pop()
+    studies[precision] = study
+    block.update(seed_study=studies, k=block.get("k", K_STD))
+    # `minutes` is one run of the card's own recipe as the card was measured: a study in another precision (fp32
+    # on an AVX2-only CPU for a bf16 card) adds its reference, and its times stay in the study
+    if precision == card_precision(card) or "minutes" not in block:
+        # the fastest run: on a shared machine, other jobs only ever add time
+        every = ", ".join(f"{x:.0f}" for x in study["seconds"])
+        block.update(minutes=round(min(study["seconds"]) / 60, 2), minutes_note=f"the fastest of the seed study's "
+                     f"runs (all: {every} s){', on a ' + note if note else ''}")
     write_block(tag, block)
     return block
 
