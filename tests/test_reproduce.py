@@ -68,6 +68,8 @@ def test_reference_follows_precision_and_says_when_there_is_none():
     assert RP.reference(card, "fp32")["mean"] == 0.93                    # the fp32 study, not the bf16 card
     with pytest.raises(ValueError, match="measured in bf16 autocast; this run is fp32"):
         RP.reference({**card, "reproducibility": {}}, "fp32")
+    with pytest.raises(ValueError, match=r"--record-study` here makes one; one run took 11 min"):
+        RP.reference({**card, "reproducibility": {"minutes": 10.8}}, "fp32")  # and says how to make a reference
     fallback = RP.reference({**card, "reproducibility": {}}, "bf16 autocast")
     assert fallback["mean"] == 0.9446 and fallback["floor"] == 0.003 and "no seed study" in fallback["source"]
     older = {**card, "training": {}, "reproducibility": {"card_precision": "bf16 autocast"}}  # predates the field

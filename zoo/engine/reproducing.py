@@ -164,8 +164,10 @@ def reference(card: dict, precision: str) -> dict:
                 "floor": floor_for(study["mean"]), "mode": "two-sided"}
     trained = card_precision(card)
     if trained != precision:
+        took = f"; one run took {block['minutes']:.0f} min on the card's machine" if block.get("minutes") else ""
         raise ValueError(f"{card['tag']}: the card's {metric} was measured in {trained}; this run is {precision} "
-                         f"and the card has no {precision} seed study to compare with (see its reproducibility block)")
+                         f"and the card has no {precision} seed study to compare with (`zoo reproduce {card['tag']} "
+                         f"--seeds 3 --record-study` here makes one{took})")
     return {"metric": metric, "source": "recipe tolerance (no seed study on the card)", "mean": card["metrics"][metric],
             "std": 0.0, "n": 1, "k": 0.0, "floor": float(exp.get("tolerance", 0.0)), "mode": mode}
 
