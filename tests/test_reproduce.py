@@ -97,10 +97,22 @@ def test_seed_study_record_and_reproduce_on_the_card(toy_card, tmp_path):
     ok, verdict = reproduce("toy_mlp.blobs", runs_root=tmp_path / "again")
     assert ok, verdict
     assert verdict["source"].startswith("seed study (3 seeds, fp32)")
-    RP.record_pass(verdict, note="test")
+    RP.record_result(verdict, note="test")
     readme = (toy_card / "README.md").read_text()
     assert readme.count("## Reproducibility") == 1 and "Reproduced on:" in readme and "| fp32 |" in readme
     assert W.get_card("toy_mlp.blobs")["reproducibility"]["reproduced_on"][0]["value"] == verdict["measured"]
+    assert "Not reproduced on" not in readme
+    # a run outside the tolerance goes on the card too, with the reference it missed; on the same machine and
+    # precision it replaces the pass (the latest result there stands), and a later pass replaces it again
+    missed = {**verdict, "measured": verdict["mean"] - 1.0, "values": [verdict["mean"] - 1.0], "passed": False}
+    RP.record_result(missed, note="test")
+    block = W.get_card("toy_mlp.blobs")["reproducibility"]
+    assert "reproduced_on" not in block and block["not_reproduced_on"][0]["reference"] == verdict["mean"]
+    readme = (toy_card / "README.md").read_text()
+    assert "Not reproduced on" in readme and f"{verdict['mean'] - 1.0:.4f} | {verdict['mean']:.4f} ± " in readme
+    RP.record_result(verdict, note="test")
+    block = W.get_card("toy_mlp.blobs")["reproducibility"]
+    assert "not_reproduced_on" not in block and len(block["reproduced_on"]) == 1
     model = zoo.create("toy_mlp", pretrained=True)                        # the folder still verifies and loads
     assert model.pretrained_cfg["tag"] == "toy_mlp.blobs"
 
@@ -156,6 +168,10 @@ def test_republishing_a_tag_keeps_what_still_holds_of_its_reproducibility_block(
     assert kept == block and "kept" in said
     kept, said = republish(["train.seed=1000"])                            # another seed: the passes go
     assert kept == {k: v for k, v in block.items() if k != "reproduced_on"} and "seed 0" in said
+    miss = {**row, "reference": 0.95, "bound": 0.01, "reference_source": "test"}
+    RP.write_block("toy_mlp.blobs", {**block, "reproduced_on": [], "not_reproduced_on": [miss]})
+    kept, said = republish(["train.seed=2000"])                            # and so do the misses
+    assert "not_reproduced_on" not in kept and "reproductions were dropped" in said
     assert "## Reproducibility" in (toy_card / "README.md").read_text()
     kept, said = republish(["train.seed=1000", "train.epochs=1"])          # another recipe: nothing holds
     assert kept is None and "dropped" in said and "train" in said
@@ -233,6 +249,11 @@ def test_readme_table_rows():
     row = RP.readme_table({"x.y": card}).splitlines()[2]
     assert "| -82.0 ± 3.5, n 3 (fp32) | 0.5 min, fast |" in row and "0.9100 (1 CPU thread (C, AVX2 (capped" in row
     assert row.endswith(", 30 s, 2026-12-07) |")
+    miss = {"machine": "1 CPU thread (C, AVX2)", "value": 0.8810, "seconds": 2184.0, "date": "2026-12-08"}
+    card["reproducibility"].update(reproduced_on=[], not_reproduced_on=[miss])
+    row = RP.readme_table({"x.y": card}).splitlines()[2]
+    assert row.endswith("| none yet: `zoo reproduce x.y`; **outside the tolerance**: 0.8810 (1 CPU thread (C, AVX2), "
+                        "2184 s, 2026-12-08) |")
     with pytest.raises(ValueError, match="no reproduce table block"):
         RP.readme_with_table("# readme\n")
 

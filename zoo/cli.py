@@ -245,8 +245,8 @@ def cmd_reproduce(a) -> int:
             continue
         ok, v = RP.reproduce(tag, a.overrides, seeds=a.seeds, device=a.device, runs_root=a.runs)
         failed += not ok
-        if ok and a.record:
-            RP.record_pass(v, note=a.note)
+        if a.record and v["measured"] is not None:  # a pass, or where the card's number did not hold
+            RP.record_result(v, note=a.note)
         rows.append([tag, v["metric"], v["precision"], f"{v['mean']:.4f}", f"{v['measured']:.4f}"
                      if v["measured"] is not None else "-", f"±{v['bound']:.4f}" if v["bound"] is not None else "-",
                      v["source"], v["machine"]["threads"], f"{v['seconds']:.0f} s",
@@ -254,8 +254,10 @@ def cmd_reproduce(a) -> int:
     if rows:
         print(text_table(rows, ["tag", "metric", "precision", "reference", "measured", "within", "from", "threads",
                                 "time", "verdict"]))
+        from .engine.run import cpu_name
+
         m = RP.machine()
-        print(f"machine: {m['hardware'].split('(', 1)[-1].rstrip(')')}; torch {m['torch']}")
+        print(f"machine: {cpu_name()}; ISA {m['isa']}; torch {m['torch']}")
     return 1 if failed else 0
 
 
@@ -365,8 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--fast", action="store_true", help="with --all: only tags whose card measured <= --max-minutes")
     sp.add_argument("--max-minutes", type=float, default=2.0, help="--fast's limit per tag (default 2)")
     sp.add_argument("--record", action="store_true",
-                    help="add a pass to the card's 'reproduced on' list (with --record-study: the published "
-                    "seed's run, judged by the card as it was before the study)")
+                    help="put the result on the card: a pass in its 'reproduced on' list, a miss in 'not "
+                    "reproduced on' (with --record-study: the published seed's run, judged by the card as it was "
+                    "before the study)")
     sp.add_argument("--record-study", action="store_true",
                     help="put the --seeds runs on the card as its seed study (mean, std, n, machine, date)")
     sp.add_argument("--note", default="", help="with --record/--record-study: a word on the machine (e.g. shared)")

@@ -291,9 +291,9 @@ def carried_block(old_card: dict, old_recipe: dict, new_recipe: dict) -> tuple[d
     """What of a replaced card's reproducibility block still holds for weights republished under its tag.
 
     A seed study describes the recipe, not one set of weights: it is kept when the new run's recipe is the
-    old one apart from `train.seed`. The "reproduced on" passes re-trained that exact recipe, seed included,
-    so they are kept only when the seed is the same too. A changed recipe keeps nothing. Returns the block
-    (None when nothing is kept) and a sentence saying what happened, for the publisher to read.
+    old one apart from `train.seed`. The reproductions (passed or not) re-trained that exact recipe, seed
+    included, so they are kept only when the seed is the same too. A changed recipe keeps nothing. Returns the
+    block (None when nothing is kept) and a sentence saying what happened, for the publisher to read.
     """
     block = old_card.get("reproducibility")
     if not block:
@@ -311,16 +311,18 @@ def carried_block(old_card: dict, old_recipe: dict, new_recipe: dict) -> tuple[d
     kept = dict(block)
     old_seed = (old_recipe.get("train") or {}).get("seed")
     new_seed = (new_recipe.get("train") or {}).get("seed")
-    if old_seed != new_seed and kept.pop("reproduced_on", None):
-        return kept, (f"the card's seed study was kept (same recipe); its 'reproduced on' passes were dropped "
+    if old_seed != new_seed and [kept.pop(key, None) for key in RESULT_LISTS] != [None, None]:
+        return kept, (f"the card's seed study was kept (same recipe); its reproductions were dropped "
                       f"(they trained seed {old_seed}, these weights seed {new_seed})")
     return kept, "the card's reproducibility block was kept: the recipe is the same"
 
 
-def record_pass(verdict: dict, *, note: str = "") -> None:
-    """Add a passed `zoo reproduce` to the card's "reproduced on" list (one row per machine and precision)."""
-    if not verdict.get("passed"):
-        raise ValueError(f"{verdict['tag']}: only a passed reproduction goes on the card")
+def record_result(verdict: dict, *, note: str = "") -> None:
+    """Put a `zoo reproduce` on the card: a pass in its "reproduced on" list, a run outside the tolerance in its
+    "not reproduced on" list (with the reference it missed), so the card says where its number did not hold.
+    One row per machine and precision: the latest result there replaces an earlier one in either list."""
+    if verdict.get("measured") is None:
+        raise ValueError(f"{verdict['tag']}: the run gave no {verdict['metric']}: nothing to record")
     card = W.get_card(verdict["tag"])
     block = dict(card.get("reproducibility") or {})
     m = verdict["machine"]
@@ -328,14 +330,24 @@ def record_pass(verdict: dict, *, note: str = "") -> None:
     row = {"machine": hw, "isa": m["isa"], "threads": m["threads"], "precision": verdict["precision"],
            "value": verdict["measured"], "seconds": verdict["seconds"], "date": today(), "n": len(verdict["values"]),
            "torch": torch.__version__}
-    rows = [r for r in block.get("reproduced_on", []) if (r["machine"], r["precision"]) != (hw, row["precision"])]
-    block["reproduced_on"] = [*rows, row]
+    if not verdict["passed"]:
+        row.update(reference=verdict["mean"], bound=verdict["bound"], reference_source=verdict["source"])
+    for key in RESULT_LISTS:
+        kept = [r for r in block.get(key, []) if (r["machine"], r["precision"]) != (hw, row["precision"])]
+        block[key] = kept
+        if not kept:
+            del block[key]
+    key = RESULT_LISTS[0] if verdict["passed"] else RESULT_LISTS[1]
+    block[key] = [*block.get(key, []), row]
     write_block(verdict["tag"], block)
+
+
+RESULT_LISTS = ("reproduced_on", "not_reproduced_on")  # passes, runs outside the tolerance
 
 
 def record_published_run(card: dict, runs: list[dict], *, note: str = "") -> tuple[bool, str]:
     """A seed study's first run (the published seed) as a reproduction, judged by `card` as it was before the
-    study (never by the study it belongs to); recorded when it passes. Returns (passed, a sentence)."""
+    study (never by the study it belongs to); recorded, pass or not. Returns (passed, a sentence)."""
     tag = card["tag"]
     try:
         v = verdict_of(card, runs[:1])
@@ -343,11 +355,10 @@ def record_published_run(card: dict, runs: list[dict], *, note: str = "") -> tup
         return False, f"{tag}: the published seed's run is not recorded as a pass: {e}"
     if v["measured"] is None:
         return False, f"{tag}: the published seed's run gave no {v['metric']}: not recorded"
-    if v["passed"]:
-        record_pass(v, note=note)
+    record_result(v, note=note)
     return v["passed"], (f"{tag}: the published seed's run {v['measured']:.4f} against {v['mean']:.4f} ± "
                          f"{v['bound']:.4f} ({v['source']}): "
-                         f"{'recorded as a pass' if v['passed'] else 'OUTSIDE TOLERANCE, not recorded'}")
+                         f"{'recorded as a pass' if v['passed'] else 'OUTSIDE TOLERANCE, recorded as not reproduced'}")
 
 
 def today() -> str:
@@ -399,6 +410,15 @@ def reproducibility_markdown(card: dict) -> str:
                   f"{r.get('source', '`zoo reproduce`')} |" for r in rows]
     else:
         lines.append("no machine yet (`zoo reproduce` has not passed since the block was added).")
+    failed = block.get("not_reproduced_on") or []
+    if failed:
+        lines += ["", "Not reproduced on (`zoo reproduce` ran the recipe there and the value fell outside the "
+                  "tolerance):", "", "| machine | ISA | threads | precision | value | reference | time | date |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['machine']} | {r.get('isa', '-')} | {r.get('threads', '-')} | {r['precision']} | "
+                  f"{r['value']:.4f} | {r['reference']:.4f} ± {r['bound']:.4f} ({r['reference_source']}) | "
+                  f"{'-' if r['seconds'] is None else format(r['seconds'], '.0f') + ' s'} | {r['date']} |"
+                  for r in failed]
     return "\n".join(lines) + "\n"
 
 
@@ -412,21 +432,24 @@ def _fmt(value: float, scale: float | None = None) -> str:
 
 
 def _passes(block: dict) -> str:
-    """A card's "reproduced on" rows in one cell: value, machine (threads, CPU, vector ISA, load), time, date."""
+    """A card's "reproduced on" rows in one cell: value, machine (threads, CPU, vector ISA, load), time, date;
+    then its "not reproduced on" rows, marked as outside the tolerance."""
     cells = []
-    for r in block.get("reproduced_on") or []:
-        took = "" if r.get("seconds") is None else f", {r['seconds']:.0f} s"
-        cells.append(f"{_fmt(r['value'])} ({r['machine']}{took}, {r['date']})")
+    for key in RESULT_LISTS:
+        for r in block.get(key) or []:
+            took = "" if r.get("seconds") is None else f", {r['seconds']:.0f} s"
+            outside = "" if key == "reproduced_on" else "**outside the tolerance**: "
+            cells.append(f"{outside}{_fmt(r['value'])} ({r['machine']}{took}, {r['date']})")
     return "; ".join(cells)
 
 
 def readme_table(cards: dict[str, dict] | None = None) -> str:
     """The README's reproduce table, one row per published tag, from the cards' reproducibility blocks:
     the card's value, the seed study (mean ± std, n, per precision), one run's measured minutes (fast = run
-    by `zoo reproduce --all --fast` and CI; slow = run by hand) and every passed `zoo reproduce`."""
+    by `zoo reproduce --all --fast` and CI; slow = run by hand) and every recorded `zoo reproduce`, passed or not."""
     cards = W.load_index() if cards is None else cards
-    rows = ["| tag | metric | card | seed study (mean ± std, n) | one run | passed `zoo reproduce` (value, ISA, time, "
-            "date) |", "|---|---|---|---|---|---|"]
+    rows = ["| tag | metric | card | seed study (mean ± std, n) | one run | `zoo reproduce` passed (value, ISA, time, "
+            "date), or outside the tolerance |", "|---|---|---|---|---|---|"]
     for tag in sorted(cards):
         card = cards[tag]
         block = card.get("reproducibility") or {}
@@ -436,7 +459,8 @@ def readme_table(cards: dict[str, dict] | None = None) -> str:
                    for prec, s in (block.get("seed_study") or {}).items() if s.get("n")] or ["not run"]
         minutes = block.get("minutes")
         speed = "-" if minutes is None else f"{minutes:.1f} min, {'fast' if minutes <= FAST_MINUTES else 'slow'}"
-        passes = _passes(block) or f"none yet: `zoo reproduce {tag}`"
+        passes = _passes(block) if block.get("reproduced_on") else "; ".join(
+        x for x in (f"none yet: `zoo reproduce {tag}`", _passes(block)) if x)
         rows.append(f"| {tag} | {metric} | {'-' if value is None else _fmt(value)} | {'; '.join(studies)} | "
                     f"{speed} | {passes} |")
     return "\n".join(rows)

@@ -37,17 +37,20 @@ from .state import pick_device, seed_everything
 from .trainer import Context, Trainer, cpu_isa
 
 
-def hardware() -> str:
-    cpu = platform.processor() or platform.machine()
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what the platform says."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine()
+
+
+def hardware() -> str:
     threads = torch.get_num_threads()
-    desc = f"{threads} CPU thread{'s' if threads != 1 else ''} ({cpu}, {cpu_isa()})"
+    desc = f"{threads} CPU thread{'s' if threads != 1 else ''} ({cpu_name()}, {cpu_isa()})"
     if torch.cuda.is_available():
         desc = f"{torch.cuda.get_device_name()} + " + desc
     return desc
