@@ -43,6 +43,7 @@ FLOOR = 0.002       # relative: 0.2% of the mean's magnitude ...
 ABS_FLOOR = 1e-3    # ... and never below this
 SEED_STRIDE = 1000  # seeds far apart: a recipe that trains seeds s, s+1, ... (gcn) gets disjoint sets
 FAST_MINUTES = 2.0
+RESULT_LISTS = ("reproduced_on", "not_reproduced_on")  # a card's recorded reproductions: passes, misses
 # `--isa NAME`: the environment that caps PyTorch's (ATen) and oneDNN's kernels at that ISA, and the
 # capability torch.backends.cpu.get_cpu_capability() must then report
 ISA_CAPS = {"avx2": ({"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}, "AVX2")}
@@ -332,17 +333,11 @@ def record_result(verdict: dict, *, note: str = "") -> None:
            "torch": torch.__version__}
     if not verdict["passed"]:
         row.update(reference=verdict["mean"], bound=verdict["bound"], reference_source=verdict["source"])
-    for key in RESULT_LISTS:
-        kept = [r for r in block.get(key, []) if (r["machine"], r["precision"]) != (hw, row["precision"])]
-        block[key] = kept
-        if not kept:
-            del block[key]
-    key = RESULT_LISTS[0] if verdict["passed"] else RESULT_LISTS[1]
-    block[key] = [*block.get(key, []), row]
+    lists = {key: [r for r in block.pop(key, []) if (r["machine"], r["precision"]) != (hw, row["precision"])]
+             for key in RESULT_LISTS}
+    lists[RESULT_LISTS[0] if verdict["passed"] else RESULT_LISTS[1]].append(row)
+    block.update({key: rows for key, rows in lists.items() if rows})
     write_block(verdict["tag"], block)
-
-
-RESULT_LISTS = ("reproduced_on", "not_reproduced_on")  # passes, runs outside the tolerance
 
 
 def record_published_run(card: dict, runs: list[dict], *, note: str = "") -> tuple[bool, str]:
@@ -459,8 +454,9 @@ def readme_table(cards: dict[str, dict] | None = None) -> str:
                    for prec, s in (block.get("seed_study") or {}).items() if s.get("n")] or ["not run"]
         minutes = block.get("minutes")
         speed = "-" if minutes is None else f"{minutes:.1f} min, {'fast' if minutes <= FAST_MINUTES else 'slow'}"
-        passes = _passes(block) if block.get("reproduced_on") else "; ".join(
-        x for x in (f"none yet: `zoo reproduce {tag}`", _passes(block)) if x)
+        passes = _passes(block)
+        if not block.get("reproduced_on"):
+            passes = "; ".join(x for x in (f"none yet: `zoo reproduce {tag}`", passes) if x)
         rows.append(f"| {tag} | {metric} | {'-' if value is None else _fmt(value)} | {'; '.join(studies)} | "
                     f"{speed} | {passes} |")
     return "\n".join(rows)
