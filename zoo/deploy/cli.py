@@ -3,7 +3,7 @@
   zoo export NAME_OR_RUN --format onnx|pt2|torchscript|aoti [--opset N] [--no-dynamic-batch] --out DIR
   zoo quantize NAME --method static|dynamic [--calib N] [--backend onnxruntime|pt2e] [--ops OP ...]
                [--keep-ends] [--calibrate minmax|minmax-mean|percentile|entropy] [--scope MODULE]
-               [--keep-sensitive K] [--out DIR]
+               [--keep-sensitive K] [--no-reduce-range] [--out DIR]
   zoo prune NAME --amount A [--minutes M] [--scope MODULE] [--out DIR]
   zoo profile NAME [--batch B ...] [--trace DIR]
 """
@@ -33,7 +33,8 @@ def cmd_quantize(a) -> int:
 
     out = quantize(a.name, a.method, calib=a.calib, backend=a.backend, out_dir=a.out, batch=a.batch,
                    threads=a.threads, ops=a.ops, keep_ends=a.keep_ends, per_channel=a.per_channel,
-                   calibrate=a.calibrate, scope=a.scope, keep_sensitive=a.keep_sensitive)
+                   calibrate=a.calibrate, scope=a.scope, keep_sensitive=a.keep_sensitive,
+                   reduce_range=a.reduce_range)
     print(out)
     print((out / "README.md").read_text(), end="")
     return 0
@@ -102,6 +103,9 @@ def add_commands(add) -> None:
     sp.add_argument("--scope", help="quantize only this submodule (default for bev: encoder)")
     sp.add_argument("--keep-sensitive", type=int, metavar="K", help="static: keep in fp32 the K layers whose int8 "
                     "alone moves the outputs most on the calibration inputs (default 0; unet3d: 4)")
+    sp.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=None,
+                    help="7-bit weights (default on): 8-bit ones saturate onnxruntime's int16 sums on CPUs "
+                    "without VNNI (AVX2-only)")
     sp.add_argument("--out", help="folder (default ./<tag>-int8)")
     sp.add_argument("--batch", type=int, default=64, help="batch size of the speed measurement")
     sp.add_argument("--threads", type=int, default=2, help="threads of the speed measurement")
