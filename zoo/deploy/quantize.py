@@ -213,17 +213,15 @@ def _onnxruntime(spec, method: str, inputs: list, fp32: Path, int8: Path, option
     feeds = [dict(zip(spec.input_names, (x.numpy() for x in xs))) for xs in inputs]
 
     def run(source: Path, target: Path, calibration: list, **nodes) -> None:
+        common = dict(weight_type=Q.QuantType.QInt8, per_channel=options["per_channel"],
+                      reduce_range=options["reduce_range"], op_types_to_quantize=options["ops"], **nodes)
         if method == "static":
             Q.quantize_static(str(source), str(target), _Reader(calibration), quant_format=Q.QuantFormat.QDQ,
-                              activation_type=Q.QuantType.QUInt8, weight_type=Q.QuantType.QInt8,
+                              activation_type=Q.QuantType.QUInt8,
                               calibrate_method=getattr(Q.CalibrationMethod, CALIBRATE[options["calibrate"]]),
-                              extra_options={"CalibMovingAverage": options["calibrate"] == "minmax-mean"},
-                              per_channel=options["per_channel"], reduce_range=options["reduce_range"],
-                              op_types_to_quantize=options["ops"], **nodes)
+                              extra_options={"CalibMovingAverage": options["calibrate"] == "minmax-mean"}, **common)
         else:
-            Q.quantize_dynamic(str(source), str(target), weight_type=Q.QuantType.QInt8,
-                               per_channel=options["per_channel"], reduce_range=options["reduce_range"],
-                               op_types_to_quantize=options["ops"], **nodes)
+            Q.quantize_dynamic(str(source), str(target), **common)
 
     with tempfile.TemporaryDirectory() as tmp:
         prep = Path(tmp) / "prep.onnx"

@@ -399,10 +399,7 @@ def reproducibility_markdown(card: dict) -> str:
     if rows:
         lines += ["| machine | ISA | threads | precision | value | time | date | source |",
                   "|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['machine']} | {r.get('isa', '-')} | {r.get('threads', '-')} | {r['precision']} | "
-                  f"{r['value']:.4f} | "
-                  f"{'-' if r['seconds'] is None else format(r['seconds'], '.0f') + ' s'} | {r['date']} | "
-                  f"{r.get('source', '`zoo reproduce`')} |" for r in rows]
+        lines += [f"{_result_cells(r)} {_took(r)} | {r['date']} | {r.get('source', '`zoo reproduce`')} |" for r in rows]
     else:
         lines.append("no machine yet (`zoo reproduce` has not passed since the block was added).")
     failed = block.get("not_reproduced_on") or []
@@ -410,11 +407,18 @@ def reproducibility_markdown(card: dict) -> str:
         lines += ["", "Not reproduced on (`zoo reproduce` ran the recipe there and the value fell outside the "
                   "tolerance):", "", "| machine | ISA | threads | precision | value | reference | time | date |",
                   "|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['machine']} | {r.get('isa', '-')} | {r.get('threads', '-')} | {r['precision']} | "
-                  f"{r['value']:.4f} | {r['reference']:.4f} ± {r['bound']:.4f} ({r['reference_source']}) | "
-                  f"{'-' if r['seconds'] is None else format(r['seconds'], '.0f') + ' s'} | {r['date']} |"
-                  for r in failed]
+        lines += [f"{_result_cells(r)} {r['reference']:.4f} ± {r['bound']:.4f} ({r['reference_source']}) | "
+                  f"{_took(r)} | {r['date']} |" for r in failed]
     return "\n".join(lines) + "\n"
+
+
+def _result_cells(r: dict) -> str:
+    """The cells a recorded reproduction's row starts with, passed or not: machine, ISA, threads, precision, value."""
+    return f"| {r['machine']} | {r.get('isa', '-')} | {r.get('threads', '-')} | {r['precision']} | {r['value']:.4f} |"
+
+
+def _took(r: dict) -> str:
+    return "-" if r.get("seconds") is None else f"{r['seconds']:.0f} s"
 
 
 README_START = "<!-- reproduce table: generated from the cards by `zoo reproduce --readme`; do not edit -->"
